@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![warn(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod encoding;
+pub mod error;
+pub mod meter;
+pub mod options;
+pub mod prompt;
+pub mod record;
+pub mod request;
+pub mod sse;
+pub mod wire;
+
+pub use encoding::Encoding;
+pub use error::{Error, ErrorKind, Result};
+pub use meter::{meter, Meter};
+pub use options::{Limits, MeterOptions};
+pub use record::{
+    ChoiceRecord, CompletionDetails, ComputedUsage, Endpoint, Flags, PromptDetails, ReportedUsage,
+    Source, Status, UsageRecord,
+};
+
+/// Counts `text` with the encoding of `model` (`o200k_base` for an unknown model), as ordinary
+/// text.
+pub fn count_tokens(text: &str, model: &str) -> usize {
+    Encoding::for_model(model).unwrap_or(Encoding::O200kBase).count(text)
+}

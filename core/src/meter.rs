@@ -1,0 +1,770 @@
+//! The meter: response bytes in, in any pieces; one [`UsageRecord`] out.
+//!
+//! Data flow: bytes → [`Framer`](crate::sse::Framer) (SSE) or one buffered body (JSON) →
+//! [`wire::decode`] → per-choice accumulation → [`Meter::finish`] → record. Tokenizing happens
+//! only in `finish`, and only when the service reported no usage (or when reconciling), so a
+//! stream that carries its usage costs a scan and a decode, never a BPE pass.
+
+use crate::encoding::Encoding;
+use crate::error::{Error, ErrorKind, Result};
+use crate::options::MeterOptions;
+use crate::prompt;
+use crate::record::{
+    ChoiceRecord, CompletionDetails, ComputedUsage, Endpoint, Flags, PromptDetails, ReportedUsage,
+    Source, Status, UsageRecord,
+};
+use crate::request::Request;
+use crate::sse::{Frame, Framer};
+use crate::wire::{self, Count, Message};
+
+/// Meters one exchange. Feed the response bytes as they arrive, then call [`finish`](Self::finish).
+///
+/// # Example: a stream fed in pieces
+/// ```
+/// use usagetap::{Meter, MeterOptions, Source};
+/// let stream = concat!(
+///     "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+///     "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":1,\"total_tokens\":9}}\n\n",
+///     "data: [DONE]\n\n");
+/// let mut meter = Meter::new(MeterOptions::default());
+/// for piece in stream.as_bytes().chunks(7) {
+///     meter.feed(piece).unwrap();
+/// }
+/// let record = meter.finish().unwrap();
+/// assert_eq!((record.prompt_tokens, record.completion_tokens, record.source), (8, 1, Source::Reported));
+/// ```
+#[derive(Debug)]
+pub struct Meter {
+    opts: MeterOptions,
+    request: Option<Vec<u8>>,
+    request_model: Option<String>,
+    request_endpoint: Option<Endpoint>,
+    request_flags: Flags,
+    mode: Mode,
+    framer: Framer,
+    body: Vec<u8>,
+    acc: Accum,
+    finished: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Only whitespace (or a BOM) so far.
+    Undecided,
+    Sse,
+    Json,
+}
+
+impl Meter {
+    /// A meter for one exchange.
+    pub fn new(opts: MeterOptions) -> Meter {
+        let limits = &opts.limits;
+        let framer = Framer::new(limits.max_line_bytes, limits.max_body_bytes);
+        let acc = Accum::new(&opts);
+        Meter {
+            opts,
+            request: None,
+            request_model: None,
+            request_endpoint: None,
+            request_flags: Flags::EMPTY,
+            mode: Mode::Undecided,
+            framer,
+            body: Vec::new(),
+            acc,
+            finished: false,
+        }
+    }
+
+    /// Gives the request body (any endpoint). It is kept (copied) and read again only if a
+    /// prompt must be computed. An unreadable body still leaves the meter usable: the record
+    /// then carries `request_unparsed`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Finished`] after `finish`; [`ErrorKind::InvalidJson`] or
+    /// [`ErrorKind::InvalidRequest`] when the body cannot be read.
+    pub fn request(&mut self, body: &[u8]) -> Result<()> {
+        self.check_open()?;
+        self.request = None;
+        self.request_flags = Flags::EMPTY;
+        match Request::parse(body) {
+            Ok(r) => {
+                self.request_model = r.model.as_deref().filter(|m| !m.is_empty()).map(str::to_owned);
+                self.request_endpoint = r.endpoint();
+                self.request = Some(body.to_vec());
+                Ok(())
+            }
+            Err(e) => {
+                self.request_flags.insert(Flags::REQUEST_UNPARSED);
+                Err(e)
+            }
+        }
+    }
+
+    /// Feeds the next piece of the response body. Pieces may split anything anywhere (lines,
+    /// JSON, UTF-8 characters); the record does not depend on how the body was split.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Finished`] after `finish`. Nothing in the bytes themselves is an error:
+    /// problems become flags on the record.
+    pub fn feed(&mut self, mut piece: &[u8]) -> Result<()> {
+        self.check_open()?;
+        if self.mode == Mode::Undecided {
+            let start = piece
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF));
+            let Some(start) = start else { return Ok(()) };
+            piece = &piece[start..];
+            self.mode = if matches!(piece[0], b'{' | b'[') { Mode::Json } else { Mode::Sse };
+        }
+        match self.mode {
+            Mode::Sse => {
+                let acc = &mut self.acc;
+                self.framer.feed(piece, |f| acc.on_frame(f));
+            }
+            Mode::Json => {
+                let room = self.opts.limits.max_body_bytes.saturating_sub(self.body.len());
+                if piece.len() > room {
+                    self.acc.flags.insert(Flags::BODY_TOO_LARGE);
+                    self.acc.body_overflow = true;
+                }
+                self.body.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            Mode::Undecided => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the response and returns its record. Counting (when needed) happens here.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Finished`] when called twice.
+    pub fn finish(&mut self) -> Result<UsageRecord> {
+        self.check_open()?;
+        self.finished = true;
+        match self.mode {
+            Mode::Undecided => self.acc.flags.insert(Flags::EMPTY_RESPONSE),
+            Mode::Sse => {
+                let acc = &mut self.acc;
+                self.framer.finish(|f| acc.on_frame(f));
+                if self.framer.lines_dropped() > 0 {
+                    self.acc.flags.insert(Flags::LINE_TOO_LONG);
+                }
+                if self.framer.events_dropped() > 0 {
+                    self.acc.flags.insert(Flags::BODY_TOO_LARGE);
+                }
+            }
+            Mode::Json => {
+                let body = std::mem::take(&mut self.body);
+                self.acc.on_body(&body);
+            }
+        }
+        Ok(self.record())
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.finished {
+            return Err(Error::new(ErrorKind::Finished, "the meter was already finished"));
+        }
+        Ok(())
+    }
+
+    /// Resolves the model: the response's, then the host's, then the request's, then the
+    /// deployment map; the first name with a known encoding wins.
+    fn resolve_model(&self) -> (Option<String>, Encoding, bool) {
+        let opts = &self.opts;
+        let mapped = |name: Option<&str>| name.and_then(|n| opts.model_for_deployment(n));
+        let candidates = [
+            self.acc.model.as_deref(),
+            opts.model.as_deref(),
+            self.request_model.as_deref(),
+            mapped(opts.deployment.as_deref()),
+            mapped(self.request_model.as_deref()),
+            mapped(self.acc.model.as_deref()),
+        ];
+        for c in candidates.iter().flatten() {
+            if let Some(e) = Encoding::for_model(c) {
+                return (Some((*c).to_owned()), e, true);
+            }
+        }
+        let first = candidates.iter().flatten().next().map(|s| (*s).to_owned());
+        (first, Encoding::O200kBase, false)
+    }
+
+    fn record(&mut self) -> UsageRecord {
+        let (model, encoding, known) = self.resolve_model();
+        let acc = &mut self.acc;
+        let mut flags = acc.flags | self.request_flags;
+        let endpoint = self
+            .opts
+            .endpoint
+            .or(acc.endpoint)
+            .or(self.request_endpoint)
+            .unwrap_or_default();
+        if !known {
+            flags.insert(Flags::UNKNOWN_MODEL);
+        }
+        let model_name = model.as_deref().unwrap_or("");
+
+        let status = if acc.error.is_some() {
+            Status::Error
+        } else if acc.is_truncated(self.mode, endpoint) {
+            flags.insert(Flags::TRUNCATED);
+            Status::Truncated
+        } else {
+            Status::Complete
+        };
+
+        let reported = acc.usage.as_ref().map(|u| normalize(u, &mut flags));
+        let mut rep_prompt = reported.as_ref().and_then(|r| r.prompt_tokens);
+        let mut rep_completion = reported.as_ref().and_then(|r| r.completion_tokens);
+        let rep_total = reported.as_ref().and_then(|r| r.total_tokens);
+        if endpoint == Endpoint::Embeddings && rep_prompt.is_none() {
+            rep_prompt = rep_total;
+        }
+        // The service omits `completion_tokens` when it is zero (embeddings always; completions
+        // that produced nothing): the reported prompt and total still determine it.
+        if rep_completion.is_none() {
+            if let (Some(p), Some(t)) = (rep_prompt, rep_total) {
+                rep_completion = t.checked_sub(p);
+            }
+        }
+        let all_reported = rep_prompt.is_some() && rep_completion.is_some();
+        let compute = !all_reported || self.opts.reconcile;
+
+        let mut choices: Vec<ChoiceRecord> = acc
+            .choices
+            .iter()
+            .map(|c| ChoiceRecord {
+                index: c.index,
+                finish_reason: c.finish_reason.clone(),
+                completion_tokens: None,
+            })
+            .collect();
+
+        let computed = if compute {
+            let mut completion = 0u64;
+            for (rec, c) in choices.iter_mut().zip(&acc.choices) {
+                let n = c.count(encoding);
+                rec.completion_tokens = Some(n);
+                completion += n;
+                if !c.tools.is_empty() {
+                    flags.insert(Flags::COMPLETION_ESTIMATED);
+                }
+            }
+            let (prompt_tokens, image_tokens) = match &self.request {
+                Some(body) => match Request::parse(body) {
+                    Ok(req) => {
+                        let p = prompt::count(&req, endpoint, model_name, encoding);
+                        if rep_prompt.is_none() {
+                            flags.insert(p.flags);
+                        }
+                        (Some(p.tokens), p.image_tokens)
+                    }
+                    Err(_) => {
+                        flags.insert(Flags::REQUEST_UNPARSED);
+                        (None, None)
+                    }
+                },
+                None => (None, None),
+            };
+            Some(ComputedUsage { prompt_tokens, completion_tokens: completion, image_tokens })
+        } else {
+            None
+        };
+
+        if reported.is_none() {
+            flags.insert(Flags::NO_USAGE_REPORTED);
+            if endpoint == Endpoint::Responses && acc.response_unfinished {
+                flags.insert(Flags::RESPONSE_NOT_FINISHED);
+            }
+        }
+        let prompt_tokens = rep_prompt
+            .or_else(|| computed.as_ref().and_then(|c| c.prompt_tokens))
+            .unwrap_or_else(|| {
+                flags.insert(Flags::PROMPT_UNKNOWN);
+                0
+            });
+        let completion_tokens = match rep_completion {
+            Some(c) => c,
+            None => {
+                let c = computed.as_ref().map_or(0, |c| c.completion_tokens);
+                if endpoint != Endpoint::Embeddings {
+                    flags.insert(Flags::COMPLETION_MAY_BE_ONE_SHORT);
+                    if prompt::is_reasoning_model(model_name) {
+                        flags.insert(Flags::REASONING_TOKENS_UNOBSERVABLE);
+                    }
+                }
+                c
+            }
+        };
+        if rep_completion.is_some() {
+            flags = Flags(flags.0 & !Flags::COMPLETION_ESTIMATED.0);
+        }
+        let total_tokens = match (rep_total, all_reported) {
+            (Some(t), true) => t,
+            _ => prompt_tokens.saturating_add(completion_tokens),
+        };
+        let source = if all_reported && rep_total.is_some() { Source::Reported } else { Source::Computed };
+
+        let cached_tokens = reported.as_ref().and_then(|r| r.prompt_tokens_details.cached_tokens);
+        let reasoning_tokens =
+            reported.as_ref().and_then(|r| r.completion_tokens_details.reasoning_tokens);
+        let image_tokens = reported
+            .as_ref()
+            .and_then(|r| r.prompt_tokens_details.image_tokens)
+            .or_else(|| computed.as_ref().and_then(|c| c.image_tokens));
+
+        UsageRecord {
+            endpoint,
+            model,
+            deployment: self.opts.deployment.clone(),
+            encoding,
+            stream: self.mode == Mode::Sse,
+            status,
+            source,
+            prompt_tokens,
+            completion_tokens,
+            total_tokens,
+            cached_tokens,
+            reasoning_tokens,
+            image_tokens,
+            reported,
+            computed,
+            choices,
+            flags,
+            response_id: acc.id.take(),
+            created: acc.created,
+            system_fingerprint: acc.system_fingerprint.take(),
+            error: acc.error.take(),
+        }
+    }
+}
+
+/// Usage as reported, with invalid counts dropped (and flagged).
+fn normalize(u: &wire::Usage, flags: &mut Flags) -> ReportedUsage {
+    let mut get = |c: Option<Count>| match c {
+        Some(Count::Valid(v)) => Some(v),
+        Some(Count::Invalid) => {
+            flags.insert(Flags::INVALID_USAGE_VALUE);
+            None
+        }
+        None => None,
+    };
+    let pd = u.prompt_tokens_details.as_ref().or(u.input_tokens_details.as_ref());
+    let cd = u.completion_tokens_details.as_ref().or(u.output_tokens_details.as_ref());
+    let input_tokens = get(u.input_tokens);
+    let output_tokens = get(u.output_tokens);
+    ReportedUsage {
+        prompt_tokens: get(u.prompt_tokens).or(input_tokens),
+        completion_tokens: get(u.completion_tokens).or(output_tokens),
+        total_tokens: get(u.total_tokens),
+        prompt_tokens_details: PromptDetails {
+            cached_tokens: get(pd.and_then(|d| d.cached_tokens)),
+            audio_tokens: get(pd.and_then(|d| d.audio_tokens)),
+            image_tokens: get(pd.and_then(|d| d.image_tokens)),
+            text_tokens: get(pd.and_then(|d| d.text_tokens)),
+            cache_write_tokens: get(pd.and_then(|d| d.cache_write_tokens)),
+        },
+        completion_tokens_details: CompletionDetails {
+            reasoning_tokens: get(cd.and_then(|d| d.reasoning_tokens)),
+            audio_tokens: get(cd.and_then(|d| d.audio_tokens)),
+            text_tokens: get(cd.and_then(|d| d.text_tokens)),
+            accepted_prediction_tokens: get(cd.and_then(|d| d.accepted_prediction_tokens)),
+            rejected_prediction_tokens: get(cd.and_then(|d| d.rejected_prediction_tokens)),
+        },
+        input_tokens,
+        output_tokens,
+    }
+}
+
+/// A tool or function call being assembled.
+#[derive(Clone, Debug, Default)]
+struct ToolAcc {
+    key: i64,
+    name: String,
+    arguments: String,
+}
+
+/// The text of one choice being assembled.
+#[derive(Clone, Debug, Default)]
+struct ChoiceAcc {
+    index: u32,
+    text: String,
+    refusal: String,
+    tools: Vec<ToolAcc>,
+    finish_reason: Option<String>,
+}
+
+impl ChoiceAcc {
+    /// Completion tokens of this choice: its text, refusal and every call's name and arguments,
+    /// each concatenated over the stream before counting.
+    fn count(&self, enc: Encoding) -> u64 {
+        let mut n = enc.count(&self.text) + enc.count(&self.refusal);
+        for t in &self.tools {
+            n += enc.count(&t.name) + enc.count(&t.arguments);
+        }
+        n as u64
+    }
+}
+
+/// Everything gathered from the response so far.
+#[derive(Debug)]
+struct Accum {
+    max_text: usize,
+    max_choices: usize,
+    max_tool_calls: usize,
+    text_bytes: usize,
+    id: Option<String>,
+    model: Option<String>,
+    created: Option<i64>,
+    system_fingerprint: Option<String>,
+    endpoint: Option<Endpoint>,
+    /// Choices sorted by index.
+    choices: Vec<ChoiceAcc>,
+    usage: Option<wire::Usage>,
+    error: Option<String>,
+    saw_done: bool,
+    /// A Responses API terminal event (`response.completed` / `incomplete` / `failed`) arrived.
+    terminal: bool,
+    /// Output text arrived as Responses API deltas (so final objects must not add it again).
+    saw_output_delta: bool,
+    /// The last SSE event was cut inside its JSON.
+    last_cut: bool,
+    /// A JSON body was cut short (or over the cap).
+    body_cut: bool,
+    body_overflow: bool,
+    response_unfinished: bool,
+    flags: Flags,
+}
+
+impl Accum {
+    fn new(opts: &MeterOptions) -> Accum {
+        Accum {
+            max_text: opts.limits.max_text_bytes,
+            max_choices: opts.limits.max_choices,
+            max_tool_calls: opts.limits.max_tool_calls,
+            text_bytes: 0,
+            id: None,
+            model: None,
+            created: None,
+            system_fingerprint: None,
+            endpoint: None,
+            choices: Vec::new(),
+            usage: None,
+            error: None,
+            saw_done: false,
+            terminal: false,
+            saw_output_delta: false,
+            last_cut: false,
+            body_cut: false,
+            body_overflow: false,
+            response_unfinished: false,
+            flags: Flags::EMPTY,
+        }
+    }
+
+    fn is_truncated(&self, mode: Mode, endpoint: Endpoint) -> bool {
+        match mode {
+            Mode::Undecided => true,
+            Mode::Json => self.body_cut || self.body_overflow,
+            Mode::Sse => {
+                let ended = if endpoint == Endpoint::Responses {
+                    self.terminal || self.saw_done
+                } else {
+                    self.saw_done
+                };
+                !ended || self.last_cut
+            }
+        }
+    }
+
+    fn on_frame(&mut self, f: Frame<'_>) {
+        let data = f.data.trim_ascii();
+        if data.is_empty() {
+            return;
+        }
+        if self.last_cut {
+            // A cut event followed by more events was malformed, not the end of the stream.
+            self.last_cut = false;
+            self.flags.insert(Flags::MALFORMED_EVENT_SKIPPED);
+        }
+        if data == b"[DONE]" {
+            self.saw_done = true;
+            return;
+        }
+        if self.saw_done {
+            self.flags.insert(Flags::DATA_AFTER_DONE);
+        }
+        match wire::decode(data) {
+            Ok(m) => {
+                let is_error_event = f.event == b"error";
+                self.apply(m, is_error_event);
+            }
+            Err(e) if e.is_eof() => self.last_cut = true,
+            Err(_) => self.flags.insert(Flags::MALFORMED_EVENT_SKIPPED),
+        }
+    }
+
+    fn on_body(&mut self, body: &[u8]) {
+        match wire::decode(body.trim_ascii()) {
+            Ok(m) => self.apply(m, false),
+            Err(e) if e.is_eof() || self.body_overflow => self.body_cut = true,
+            Err(e) => {
+                self.flags.insert(Flags::MALFORMED_EVENT_SKIPPED);
+                self.error = Some(format!("response body is not a readable JSON object: {e}"));
+            }
+        }
+    }
+
+    fn set_meta(&mut self, id: Option<&str>, model: Option<&str>, created: Option<i64>) {
+        if self.id.is_none() {
+            self.id = id.filter(|s| !s.is_empty()).map(str::to_owned);
+        }
+        if self.model.is_none() {
+            self.model = model.filter(|s| !s.is_empty()).map(str::to_owned);
+        }
+        if self.created.is_none() {
+            self.created = created.filter(|&c| c != 0);
+        }
+    }
+
+    fn set_usage(&mut self, u: wire::Usage) {
+        if self.usage.is_some() {
+            self.flags.insert(Flags::USAGE_REPEATED);
+        }
+        self.usage = Some(u);
+    }
+
+    fn apply(&mut self, m: Message<'_>, is_error_event: bool) {
+        self.set_meta(m.id.as_deref(), m.model.as_deref(), m.created.0.or(m.created_at.0));
+        if self.system_fingerprint.is_none() {
+            self.system_fingerprint = m.system_fingerprint.as_deref().map(str::to_owned);
+        }
+        if self.endpoint.is_none() {
+            self.endpoint = match (m.object.as_deref(), m.kind.as_deref()) {
+                (Some("chat.completion" | "chat.completion.chunk"), _) => Some(Endpoint::ChatCompletions),
+                (Some("text_completion"), _) => Some(Endpoint::Completions),
+                (Some("list"), _) => Some(Endpoint::Embeddings),
+                (Some("response"), _) => Some(Endpoint::Responses),
+                (_, Some(k)) if k.starts_with("response.") => Some(Endpoint::Responses),
+                _ => None,
+            };
+        }
+        if let Some(e) = &m.error {
+            self.error = Some(error_text(e));
+        } else if is_error_event || m.kind.as_deref() == Some("error") {
+            let msg = m.message.as_deref().or(m.code.as_deref()).unwrap_or("error event");
+            self.error = Some(msg.to_owned());
+        }
+        if let Some(u) = m.usage {
+            self.set_usage(u);
+        }
+        for c in m.choices.0 {
+            let index = c.index.0.unwrap_or(0);
+            let Some(ch) = self.choice(index) else { continue };
+            let ch_idx = ch;
+            if let Some(fr) = c.finish_reason.as_deref() {
+                self.choices[ch_idx].finish_reason = Some(fr.to_owned());
+            }
+            if let Some(t) = c.text.as_deref() {
+                self.push_text(ch_idx, Part::Text, t);
+            }
+            let Some(d) = c.delta.or(c.message) else { continue };
+            if let Some(t) = d.content.as_deref() {
+                self.push_text(ch_idx, Part::Text, t);
+            }
+            if let Some(t) = d.refusal.as_deref() {
+                self.push_text(ch_idx, Part::Refusal, t);
+            }
+            for (pos, call) in d.tool_calls.0.into_iter().enumerate() {
+                let key = call.index.0.unwrap_or(pos as i64);
+                if let Some(f) = call.function {
+                    self.push_call(ch_idx, key, f.name.as_deref(), f.arguments.as_deref());
+                }
+            }
+            if let Some(f) = d.function_call {
+                self.push_call(ch_idx, -1, f.name.as_deref(), f.arguments.as_deref());
+            }
+        }
+        if m.object.as_deref() == Some("response") {
+            // A Responses API JSON body.
+            self.response_unfinished = matches!(m.status.as_deref(), Some("queued" | "in_progress"));
+            for item in &m.output.0 {
+                self.absorb_item(0, item);
+            }
+        }
+        match m.kind.as_deref() {
+            Some("response.output_text.delta") => {
+                self.saw_output_delta = true;
+                if let (Some(i), Some(t)) = (self.choice(0), m.delta.as_deref()) {
+                    self.push_text(i, Part::Text, t);
+                }
+            }
+            Some("response.refusal.delta") => {
+                self.saw_output_delta = true;
+                if let (Some(i), Some(t)) = (self.choice(0), m.delta.as_deref()) {
+                    self.push_text(i, Part::Refusal, t);
+                }
+            }
+            Some("response.function_call_arguments.delta") => {
+                self.saw_output_delta = true;
+                if let Some(i) = self.choice(0) {
+                    let key = m.output_index.0.unwrap_or(0);
+                    self.push_call(i, key, None, m.delta.as_deref());
+                }
+            }
+            Some("response.output_item.added" | "response.output_item.done") => {
+                if let (Some(item), Some(i)) = (&m.item, self.choice(0)) {
+                    if item.kind.as_deref() == Some("function_call") {
+                        let key = m.output_index.0.unwrap_or(0);
+                        let known = self.choices[i].tools.iter().any(|t| t.key == key && !t.name.is_empty());
+                        let name = if known { None } else { item.name.as_deref() };
+                        self.push_call(i, key, name, None);
+                    }
+                }
+            }
+            Some(k) if k.starts_with("response.") => {
+                if let Some(r) = &m.response {
+                    self.set_meta(r.id.as_deref(), r.model.as_deref(), r.created_at.0);
+                    let terminal = matches!(k, "response.completed" | "response.incomplete" | "response.failed");
+                    if terminal {
+                        self.terminal = true;
+                        if let Some(u) = &r.usage {
+                            self.set_usage(u.clone());
+                        }
+                        if let Some(e) = &r.error {
+                            self.error = Some(error_text(e));
+                        } else if k == "response.failed" {
+                            self.error = Some("response.failed".to_owned());
+                        }
+                        if !self.saw_output_delta {
+                            for item in &r.output.0 {
+                                self.absorb_item(0, item);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Adds a Responses API output item's text to choice `index`.
+    fn absorb_item(&mut self, index: i64, item: &wire::OutputItem<'_>) {
+        let Some(i) = self.choice(index) else { return };
+        match item.kind.as_deref() {
+            Some("message") => {
+                for p in &item.content.0 {
+                    if let Some(t) = p.text.as_deref() {
+                        self.push_text(i, Part::Text, t);
+                    }
+                    if let Some(t) = p.refusal.as_deref() {
+                        self.push_text(i, Part::Refusal, t);
+                    }
+                }
+            }
+            Some("function_call" | "custom_tool_call") => {
+                let key = self.choices[i].tools.len() as i64;
+                self.push_call(i, key, item.name.as_deref(), item.arguments.as_deref());
+            }
+            _ => {}
+        }
+    }
+
+    /// The position of choice `index` in `choices`, created on first use; `None` past the cap.
+    fn choice(&mut self, index: i64) -> Option<usize> {
+        let Ok(index) = u32::try_from(index) else {
+            self.flags.insert(Flags::TOO_MANY_CHOICES);
+            return None;
+        };
+        match self.choices.binary_search_by_key(&index, |c| c.index) {
+            Ok(i) => Some(i),
+            Err(i) => {
+                if index as usize >= self.max_choices {
+                    self.flags.insert(Flags::TOO_MANY_CHOICES);
+                    return None;
+                }
+                self.choices.insert(i, ChoiceAcc { index, ..ChoiceAcc::default() });
+                Some(i)
+            }
+        }
+    }
+
+    /// Appends completion text within the text budget (cut at a character boundary).
+    fn push_text(&mut self, choice: usize, part: Part, s: &str) {
+        let Some(s) = self.budget(s) else { return };
+        let c = &mut self.choices[choice];
+        match part {
+            Part::Text => c.text.push_str(s),
+            Part::Refusal => c.refusal.push_str(s),
+        }
+    }
+
+    fn push_call(&mut self, choice: usize, key: i64, name: Option<&str>, args: Option<&str>) {
+        let pos = match self.choices[choice].tools.iter().position(|t| t.key == key) {
+            Some(p) => p,
+            None => {
+                if self.choices[choice].tools.len() >= self.max_tool_calls {
+                    self.flags.insert(Flags::TOO_MANY_TOOL_CALLS);
+                    return;
+                }
+                self.choices[choice].tools.push(ToolAcc { key, ..ToolAcc::default() });
+                self.choices[choice].tools.len() - 1
+            }
+        };
+        if let Some(n) = name.and_then(|n| self.budget(n)) {
+            self.choices[choice].tools[pos].name.push_str(n);
+        }
+        if let Some(a) = args.and_then(|a| self.budget(a)) {
+            self.choices[choice].tools[pos].arguments.push_str(a);
+        }
+    }
+
+    /// The part of `s` that fits in the remaining text budget.
+    fn budget<'s>(&mut self, s: &'s str) -> Option<&'s str> {
+        let room = self.max_text.saturating_sub(self.text_bytes);
+        let s = if s.len() > room {
+            self.flags.insert(Flags::TEXT_LIMIT_REACHED);
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            &s[..cut]
+        } else {
+            s
+        };
+        self.text_bytes += s.len();
+        (!s.is_empty()).then_some(s)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Part {
+    Text,
+    Refusal,
+}
+
+fn error_text(e: &wire::ErrorObject<'_>) -> String {
+    e.message
+        .as_deref()
+        .or(e.code.as_deref())
+        .or(e.kind.as_deref())
+        .unwrap_or("error")
+        .to_owned()
+}
+
+/// Meters a complete exchange in one call: `request` (may be empty when unknown) and the whole
+/// `response` body.
+///
+/// # Errors
+/// None from the bytes themselves (problems become flags); the signature leaves room for
+/// options validation.
+pub fn meter(opts: MeterOptions, request: &[u8], response: &[u8]) -> Result<UsageRecord> {
+    let mut m = Meter::new(opts);
+    if !request.trim_ascii().is_empty() {
+        // An unreadable request is recorded as a flag; the response is still metered.
+        let _ = m.request(request);
+    }
+    m.feed(response)?;
+    m.finish()
+}

@@ -1,0 +1,98 @@
+//! Options: what the host knows about an exchange, and the resource limits.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::record::Endpoint;
+
+/// Resource limits. Every one is enforced with a flag in the record, never by buffering
+/// without bound and never by a panic. The defaults suit a gateway: generous for real traffic,
+/// small enough that a hostile stream cannot take the host's memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest SSE line kept (default 8 MiB); longer lines are dropped, flag `line_too_long`.
+    pub max_line_bytes: usize,
+    /// Largest JSON body, or SSE event data, read (default 64 MiB); flag `body_too_large`.
+    pub max_body_bytes: usize,
+    /// Most completion text kept for counting, all choices together (default 32 MiB); flag
+    /// `text_limit_reached`.
+    pub max_text_bytes: usize,
+    /// Highest choice index tracked plus one (default 128); flag `too_many_choices`.
+    pub max_choices: usize,
+    /// Most tool calls tracked per choice (default 1024); flag `too_many_tool_calls`.
+    pub max_tool_calls: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_line_bytes: 8 << 20,
+            max_body_bytes: 64 << 20,
+            max_text_bytes: 32 << 20,
+            max_choices: 128,
+            max_tool_calls: 1024,
+        }
+    }
+}
+
+/// What the host tells the meter about an exchange. Every field is optional.
+///
+/// # Example: a deployment map for Azure
+/// ```
+/// use usagetap::MeterOptions;
+/// let mut o = MeterOptions::default();
+/// o.deployment("chat-prod").map_deployment("chat-prod", "gpt-4o-mini");
+/// assert_eq!(o.model_for_deployment("chat-prod"), Some("gpt-4o-mini"));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct MeterOptions {
+    /// The model, when the host knows it; the response's own `model` still wins.
+    pub model: Option<String>,
+    /// The deployment (Azure), when known.
+    pub deployment: Option<String>,
+    /// Deployment name → model, consulted when no known model name is found.
+    pub deployments: Arc<HashMap<String, String>>,
+    /// The endpoint; detected from the request and response when `None`.
+    pub endpoint: Option<Endpoint>,
+    /// Compute counts even when usage was reported, and put them in `computed`.
+    pub reconcile: bool,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+impl MeterOptions {
+    /// Sets the model.
+    pub fn model(&mut self, model: impl Into<String>) -> &mut Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the deployment.
+    pub fn deployment(&mut self, deployment: impl Into<String>) -> &mut Self {
+        self.deployment = Some(deployment.into());
+        self
+    }
+
+    /// Adds a deployment → model entry.
+    pub fn map_deployment(&mut self, deployment: impl Into<String>, model: impl Into<String>) -> &mut Self {
+        Arc::make_mut(&mut self.deployments).insert(deployment.into(), model.into());
+        self
+    }
+
+    /// Sets the endpoint.
+    pub fn endpoint(&mut self, endpoint: Endpoint) -> &mut Self {
+        self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Turns reconciling on or off.
+    pub fn reconcile(&mut self, on: bool) -> &mut Self {
+        self.reconcile = on;
+        self
+    }
+
+    /// The model mapped to `deployment`, if any.
+    pub fn model_for_deployment(&self, deployment: &str) -> Option<&str> {
+        self.deployments.get(deployment).map(String::as_str)
+    }
+}

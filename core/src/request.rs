@@ -1,0 +1,384 @@
+//! Borrowed parsing of request bodies: chat completions, legacy completions, embeddings and the
+//! Responses API. Only what bears on token counts is read; schemas and other nested values stay
+//! as borrowed raw JSON until a rule needs them.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::record::Endpoint;
+use crate::wire::{Int, List, Text};
+
+/// A boolean that reads as `None` when absent or not a boolean.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bool(pub Option<bool>);
+
+impl<'de> Deserialize<'de> for Bool {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = <&RawValue>::deserialize(d).ok();
+        Ok(Bool(match v.map(RawValue::get) {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => None,
+        }))
+    }
+}
+
+/// `stream_options`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// `include_usage`.
+    #[serde(default)]
+    pub include_usage: Bool,
+}
+
+/// `image_url` of a content part: an object `{url, detail}` or (Responses API) a bare string.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageUrl<'a> {
+    /// The URL (`data:` or http(s)).
+    pub url: Option<Cow<'a, str>>,
+    /// `low`, `high` or `auto`.
+    pub detail: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ImageUrl<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Obj<'a> {
+            #[serde(borrow, default)]
+            url: Text<'a>,
+            #[serde(borrow, default)]
+            detail: Text<'a>,
+        }
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ImageUrl<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an image_url")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl { url: Some(Cow::Borrowed(v)), detail: None })
+            }
+            fn visit_str<E>(self, v: &str) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl { url: Some(Cow::Owned(v.to_owned())), detail: None })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<ImageUrl<'de>, A::Error> {
+                let o = Obj::deserialize(de::value::MapAccessDeserializer::new(a))?;
+                Ok(ImageUrl { url: o.url.0, detail: o.detail.0 })
+            }
+            fn visit_unit<E>(self) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<ImageUrl<'de>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ImageUrl::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<ImageUrl<'de>, E> {
+                Ok(ImageUrl::default())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// One part of an array `content` (chat: `text`, `image_url`, `input_audio`, `file`;
+/// Responses API: `input_text`, `input_image`, `input_file`, `output_text`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Part<'a> {
+    /// The part's `type`.
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Text<'a>,
+    /// Text of text parts.
+    #[serde(borrow, default)]
+    pub text: Text<'a>,
+    /// The image of chat `image_url` parts.
+    #[serde(borrow, default)]
+    pub image_url: Option<ImageUrl<'a>>,
+    /// `detail` of Responses API `input_image` parts (their `image_url` is a string).
+    #[serde(borrow, default)]
+    pub detail: Text<'a>,
+    /// `refusal` parts of assistant messages.
+    #[serde(borrow, default)]
+    pub refusal: Text<'a>,
+}
+
+/// A message `content`: a string, an array of parts, or nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Content<'a> {
+    /// `null` or absent.
+    #[default]
+    None,
+    /// A plain string.
+    Text(Cow<'a, str>),
+    /// An array of parts.
+    Parts(Vec<Part<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Content<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("message content")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Content<'de>, E> {
+                Ok(Content::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Content<'de>, A::Error> {
+                let mut v = Vec::new();
+                while let Some(p) = a.next_element()? {
+                    v.push(p);
+                }
+                Ok(Content::Parts(v))
+            }
+            fn visit_unit<E>(self) -> Result<Content<'de>, E> {
+                Ok(Content::None)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Content<'de>, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Content::None)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Content<'de>, E> {
+                Ok(Content::None)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Content<'de>, E> {
+                Ok(Content::None)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Content<'de>, E> {
+                Ok(Content::None)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Content<'de>, E> {
+                Ok(Content::None)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A function call in an assistant message (`tool_calls[].function`, legacy `function_call`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct FunctionCall<'a> {
+    /// The function's name.
+    #[serde(borrow, default)]
+    pub name: Text<'a>,
+    /// The arguments, a JSON text.
+    #[serde(borrow, default)]
+    pub arguments: Text<'a>,
+}
+
+/// A tool call in an assistant message.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct ToolCall<'a> {
+    /// The call id.
+    #[serde(borrow, default)]
+    pub id: Text<'a>,
+    /// `function` for function tools.
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Text<'a>,
+    /// The call.
+    #[serde(borrow, default)]
+    pub function: Option<FunctionCall<'a>>,
+}
+
+/// A chat message.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Message<'a> {
+    /// `system`, `developer`, `user`, `assistant`, `tool`, `function`.
+    #[serde(borrow, default)]
+    pub role: Text<'a>,
+    /// The content.
+    #[serde(borrow, default)]
+    pub content: Content<'a>,
+    /// The optional participant name.
+    #[serde(borrow, default)]
+    pub name: Text<'a>,
+    /// Assistant tool calls.
+    #[serde(borrow, default)]
+    pub tool_calls: List<ToolCall<'a>>,
+    /// Legacy assistant function call.
+    #[serde(borrow, default)]
+    pub function_call: Option<FunctionCall<'a>>,
+    /// The call a `tool` message answers.
+    #[serde(borrow, default)]
+    pub tool_call_id: Text<'a>,
+    /// Assistant `refusal` text in history.
+    #[serde(borrow, default)]
+    pub refusal: Text<'a>,
+}
+
+/// A request body of any endpoint, borrowed from the bytes it was parsed from.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Request<'a> {
+    /// `model` (on Azure often absent: the deployment is in the URL).
+    #[serde(borrow, default)]
+    pub model: Text<'a>,
+    /// `stream`.
+    #[serde(default)]
+    pub stream: Bool,
+    /// `stream_options`.
+    #[serde(default)]
+    pub stream_options: Option<StreamOptions>,
+    /// `n` (chat, completions).
+    #[serde(default)]
+    pub n: Int,
+    /// `best_of` (completions).
+    #[serde(default)]
+    pub best_of: Int,
+    /// `echo` (completions).
+    #[serde(default)]
+    pub echo: Bool,
+    /// Chat `messages`.
+    #[serde(borrow, default)]
+    pub messages: Option<List<Message<'a>>>,
+    /// `tools`, raw.
+    #[serde(borrow, default)]
+    pub tools: Option<&'a RawValue>,
+    /// Legacy `functions`, raw.
+    #[serde(borrow, default)]
+    pub functions: Option<&'a RawValue>,
+    /// `tool_choice`, raw.
+    #[serde(borrow, default)]
+    pub tool_choice: Option<&'a RawValue>,
+    /// Legacy `function_call`, raw.
+    #[serde(borrow, default)]
+    pub function_call: Option<&'a RawValue>,
+    /// `parallel_tool_calls`.
+    #[serde(default)]
+    pub parallel_tool_calls: Bool,
+    /// `response_format`, raw.
+    #[serde(borrow, default)]
+    pub response_format: Option<&'a RawValue>,
+    /// `prediction`, raw.
+    #[serde(borrow, default)]
+    pub prediction: Option<&'a RawValue>,
+    /// Legacy completions `prompt`, raw (string, strings, token arrays).
+    #[serde(borrow, default)]
+    pub prompt: Option<&'a RawValue>,
+    /// Embeddings / Responses API `input`, raw.
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
+    /// Responses API `instructions`.
+    #[serde(borrow, default)]
+    pub instructions: Text<'a>,
+    /// Responses API `text` (holds `format`), raw.
+    #[serde(borrow, default)]
+    pub text: Option<&'a RawValue>,
+    /// Responses API `previous_response_id`.
+    #[serde(borrow, default)]
+    pub previous_response_id: Text<'a>,
+    /// Embeddings `encoding_format`.
+    #[serde(borrow, default)]
+    pub encoding_format: Text<'a>,
+    /// Embeddings `dimensions`.
+    #[serde(default)]
+    pub dimensions: Int,
+    /// Responses API `background`.
+    #[serde(default)]
+    pub background: Bool,
+}
+
+impl<'a> Request<'a> {
+    /// Parses a request body.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidJson`] when `body` is not JSON, [`ErrorKind::InvalidRequest`] when it
+    /// is JSON but not an object of a readable shape.
+    pub fn parse(body: &'a [u8]) -> Result<Request<'a>> {
+        match serde_json::from_slice::<Request<'a>>(body) {
+            Ok(r) => Ok(r),
+            Err(e) if e.is_data() => Err(Error::new(ErrorKind::InvalidRequest, format!("request: {e}"))),
+            Err(e) => Err(Error::json(&e, "request")),
+        }
+    }
+
+    /// The endpoint the body's shape implies: `messages` → chat, `prompt` → completions,
+    /// `input` → embeddings when the model or options are an embedding's, else Responses API.
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        if self.messages.is_some() {
+            return Some(Endpoint::ChatCompletions);
+        }
+        if self.prompt.is_some() {
+            return Some(Endpoint::Completions);
+        }
+        if self.input.is_some() {
+            let model = self.model.as_deref().unwrap_or("");
+            let embedding = model.contains("embedding")
+                || self.encoding_format.0.is_some()
+                || self.dimensions.0.is_some();
+            return Some(if embedding { Endpoint::Embeddings } else { Endpoint::Responses });
+        }
+        if self.instructions.0.is_some() || self.previous_response_id.0.is_some() {
+            return Some(Endpoint::Responses);
+        }
+        None
+    }
+
+    /// Whether the client asked for a stream.
+    pub fn streams(&self) -> bool {
+        self.stream.0 == Some(true)
+    }
+
+    /// Whether the client asked for the usage chunk of a stream.
+    pub fn include_usage(&self) -> bool {
+        self.stream_options.as_ref().and_then(|o| o.include_usage.0) == Some(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_shapes() {
+        let body = br#"{"model":"gpt-4o","stream":true,"stream_options":{"include_usage":true},"n":2,
+            "messages":[{"role":"system","content":"be brief"},
+              {"role":"user","content":[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"low"}}]},
+              {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{}"}}]},
+              {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":{}}}]}"#;
+        let r = Request::parse(body).unwrap();
+        assert_eq!(r.endpoint(), Some(Endpoint::ChatCompletions));
+        assert!(r.streams() && r.include_usage());
+        assert_eq!(r.n, Int(Some(2)));
+        let m = &r.messages.as_ref().unwrap().0;
+        assert_eq!(m.len(), 4);
+        match &m[1].content {
+            Content::Parts(p) => {
+                assert_eq!(p[1].image_url.as_ref().unwrap().detail.as_deref(), Some("low"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(m[2].tool_calls.0[0].function.as_ref().unwrap().name.as_deref(), Some("f"));
+        assert!(r.tools.is_some());
+    }
+
+    #[test]
+    fn endpoints_by_shape() {
+        let e = |b: &[u8]| Request::parse(b).unwrap().endpoint();
+        assert_eq!(e(br#"{"prompt":"x","model":"gpt-3.5-turbo-instruct"}"#), Some(Endpoint::Completions));
+        assert_eq!(e(br#"{"input":"x","model":"text-embedding-3-small"}"#), Some(Endpoint::Embeddings));
+        assert_eq!(e(br#"{"input":"x","model":"gpt-4o"}"#), Some(Endpoint::Responses));
+        assert!(Request::parse(b"[1]").is_err());
+        assert!(Request::parse(b"{").is_err());
+    }
+}

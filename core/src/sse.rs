@@ -1,0 +1,380 @@
+//! An incremental Server-Sent-Events framer (WHATWG "event stream interpretation").
+//!
+//! Bytes go in as they arrive, in pieces split anywhere; complete events come out. Line ends may
+//! be LF, CRLF or CR (a CRLF split across two pieces is one line end). `data:` is accepted with or
+//! without one space after the colon; several `data` lines in one event are joined with `\n`;
+//! comment lines (`:` first) are ignored; `event:` names the event. A final event that has no
+//! trailing blank line is still delivered by [`Framer::finish`], because recorded and truncated
+//! streams often end that way.
+//!
+//! Zero-copy: an event whose lines all lie inside the current piece is handed out borrowing that
+//! piece. Only bytes of an event that straddles two pieces are copied, into buffers the framer
+//! reuses. A line longer than [`Framer::new`]'s `max_line` is dropped (with
+//! [`Framer::lines_dropped`] counting it) and never buffered: the framer's memory is bounded by
+//! `max_line + max_event` whatever the input.
+//!
+//! # Example: frames from pieces
+//! ```
+//! use usagetap::sse::Framer;
+//! let mut framer = Framer::new(1 << 20, 1 << 20);
+//! let mut seen = Vec::new();
+//! for piece in [&b"data: {\"a\""[..], b":1}\r\n\r\ndata: [DONE]\n\n"] {
+//!     framer.feed(piece, |f| seen.push(String::from_utf8_lossy(f.data).into_owned()));
+//! }
+//! framer.finish(|f| seen.push(String::from_utf8_lossy(f.data).into_owned()));
+//! assert_eq!(seen, ["{\"a\":1}", "[DONE]"]);
+//! ```
+
+use memchr::memchr2;
+
+/// One dispatched event. Both slices borrow either the piece being fed or the framer's buffers
+/// and are valid only during the callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// The `event:` field, empty when the event had none (the default type `message`).
+    pub event: &'a [u8],
+    /// The joined `data` lines.
+    pub data: &'a [u8],
+}
+
+/// Longest event type kept; longer names are cut (no event type this library acts on is long).
+const MAX_EVENT_NAME: usize = 128;
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The incremental framer. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct Framer {
+    max_line: usize,
+    max_event: usize,
+    /// The start of a line that the previous piece did not finish.
+    carry: Vec<u8>,
+    /// True while skipping the rest of an over-long line.
+    discarding: bool,
+    /// The previous piece ended in CR: a LF first in the next piece ends no new line.
+    skip_lf: bool,
+    /// No line has been seen yet (a BOM is stripped from the first one).
+    at_start: bool,
+    /// Data of the event being built, once it had to be copied.
+    data: Vec<u8>,
+    /// Whether the event being built has any `data` line.
+    has_data: bool,
+    /// The event being built went over `max_event` and will be dropped.
+    event_overflow: bool,
+    event: Vec<u8>,
+    lines_dropped: u64,
+    events_dropped: u64,
+}
+
+/// Where the data of the event under construction lives, during one `feed`.
+enum Data<'c> {
+    /// No data line yet, or data already in `Framer::data`.
+    Owned,
+    /// One data line, borrowed from the current piece.
+    Borrowed(&'c [u8]),
+}
+
+impl Framer {
+    /// A framer that drops lines longer than `max_line` bytes and events whose data is longer
+    /// than `max_event` bytes.
+    pub fn new(max_line: usize, max_event: usize) -> Framer {
+        Framer {
+            max_line,
+            max_event,
+            carry: Vec::new(),
+            discarding: false,
+            skip_lf: false,
+            at_start: true,
+            data: Vec::new(),
+            has_data: false,
+            event_overflow: false,
+            event: Vec::new(),
+            lines_dropped: 0,
+            events_dropped: 0,
+        }
+    }
+
+    /// Lines dropped so far for being longer than `max_line`.
+    pub fn lines_dropped(&self) -> u64 {
+        self.lines_dropped
+    }
+
+    /// Events dropped so far for carrying more than `max_event` bytes of data.
+    pub fn events_dropped(&self) -> u64 {
+        self.events_dropped
+    }
+
+    /// Whether bytes of an unfinished line or event are pending (the input so far does not end
+    /// on an event boundary).
+    pub fn has_pending(&self) -> bool {
+        !self.carry.is_empty() || self.has_data || self.discarding
+    }
+
+    /// Feeds the next piece; `on_frame` is called for every event it completes, in order.
+    pub fn feed<F: FnMut(Frame<'_>)>(&mut self, piece: &[u8], mut on_frame: F) {
+        let mut pos = 0;
+        if self.skip_lf && !piece.is_empty() {
+            self.skip_lf = false;
+            if piece[0] == b'\n' {
+                pos = 1;
+            }
+        }
+        let mut data = Data::Owned;
+        while pos < piece.len() {
+            let rest = &piece[pos..];
+            let Some(i) = memchr2(b'\n', b'\r', rest) else {
+                self.stash(rest);
+                break;
+            };
+            let end = pos + i;
+            if self.discarding {
+                self.discarding = false;
+            } else if self.carry.is_empty() {
+                let line = &piece[pos..end];
+                if line.len() > self.max_line {
+                    self.lines_dropped += 1;
+                } else {
+                    self.line(line, true, &mut data, &mut on_frame);
+                }
+            } else if self.carry.len() + i > self.max_line {
+                self.carry.clear();
+                self.lines_dropped += 1;
+            } else {
+                let mut line = std::mem::take(&mut self.carry);
+                line.extend_from_slice(&piece[pos..end]);
+                // The joined line lives in our buffer, not in the piece: data held so far must be
+                // owned before it can be joined with it.
+                self.materialize(&mut data);
+                self.line(&line, false, &mut Data::Owned, &mut on_frame);
+                line.clear();
+                self.carry = line;
+            }
+            pos = end + 1;
+            if piece[end] == b'\r' {
+                if pos < piece.len() {
+                    if piece[pos] == b'\n' {
+                        pos += 1;
+                    }
+                } else {
+                    self.skip_lf = true;
+                }
+            }
+        }
+        self.materialize(&mut data);
+    }
+
+    fn materialize(&mut self, data: &mut Data<'_>) {
+        if let Data::Borrowed(d) = *data {
+            self.data.extend_from_slice(d);
+            *data = Data::Owned;
+        }
+    }
+
+    /// Ends the input: an unfinished last line is taken as complete and a pending event is
+    /// dispatched even without its blank line. The framer is then ready for a new stream.
+    pub fn finish<F: FnMut(Frame<'_>)>(&mut self, mut on_frame: F) {
+        if !self.carry.is_empty() && !self.discarding {
+            let line = std::mem::take(&mut self.carry);
+            self.line(&line, false, &mut Data::Owned, &mut on_frame);
+        }
+        self.line(b"", false, &mut Data::Owned, &mut on_frame);
+        let (lines, events) = (self.lines_dropped, self.events_dropped);
+        *self = Framer::new(self.max_line, self.max_event);
+        self.lines_dropped = lines;
+        self.events_dropped = events;
+    }
+
+    /// Keeps the unfinished tail of a piece, unless the line is already over the cap.
+    fn stash(&mut self, rest: &[u8]) {
+        if self.discarding {
+            return;
+        }
+        if self.carry.len() + rest.len() > self.max_line {
+            self.carry.clear();
+            self.discarding = true;
+            self.lines_dropped += 1;
+        } else {
+            self.carry.extend_from_slice(rest);
+        }
+    }
+
+    /// Interprets one complete line. `borrowable` says whether `line` lives in the current piece
+    /// (so its value may be handed out without a copy).
+    fn line<'c, F: FnMut(Frame<'_>)>(
+        &mut self,
+        mut line: &'c [u8],
+        borrowable: bool,
+        data: &mut Data<'c>,
+        on_frame: &mut F,
+    ) {
+        if self.at_start {
+            self.at_start = false;
+            line = line.strip_prefix(BOM).unwrap_or(line);
+        }
+        if line.is_empty() {
+            self.dispatch(data, on_frame);
+            return;
+        }
+        if line[0] == b':' {
+            return;
+        }
+        let (field, value) = match memchr::memchr(b':', line) {
+            Some(c) => {
+                let v = &line[c + 1..];
+                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => self.push_data(value, borrowable, data),
+            b"event" => {
+                self.event.clear();
+                self.event.extend_from_slice(&value[..value.len().min(MAX_EVENT_NAME)]);
+            }
+            _ => {}
+        }
+    }
+
+    fn push_data<'c>(&mut self, value: &'c [u8], borrowable: bool, data: &mut Data<'c>) {
+        if self.event_overflow {
+            return;
+        }
+        let extra = usize::from(self.has_data);
+        let held = match data {
+            Data::Borrowed(d) => d.len(),
+            Data::Owned => self.data.len(),
+        };
+        if held + extra + value.len() > self.max_event {
+            self.event_overflow = true;
+            self.data.clear();
+            *data = Data::Owned;
+            return;
+        }
+        if !self.has_data && borrowable {
+            *data = Data::Borrowed(value);
+        } else {
+            self.materialize(data);
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+        }
+        self.has_data = true;
+    }
+
+    fn dispatch<F: FnMut(Frame<'_>)>(&mut self, data: &mut Data<'_>, on_frame: &mut F) {
+        if self.event_overflow {
+            self.events_dropped += 1;
+        } else if self.has_data {
+            let d = match *data {
+                Data::Borrowed(d) => d,
+                Data::Owned => &self.data[..],
+            };
+            on_frame(Frame { event: &self.event, data: d });
+        }
+        *data = Data::Owned;
+        self.data.clear();
+        self.event.clear();
+        self.has_data = false;
+        self.event_overflow = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(pieces: &[&[u8]]) -> Vec<(String, String)> {
+        let mut f = Framer::new(1 << 16, 1 << 16);
+        let mut out = Vec::new();
+        let mut push = |fr: Frame<'_>| {
+            out.push((
+                String::from_utf8_lossy(fr.event).into_owned(),
+                String::from_utf8_lossy(fr.data).into_owned(),
+            ))
+        };
+        for p in pieces {
+            f.feed(p, &mut push);
+        }
+        f.finish(&mut push);
+        out
+    }
+
+    fn all_splits(input: &[u8]) -> Vec<(String, String)> {
+        let whole = frames(&[input]);
+        for i in 0..=input.len() {
+            for j in i..=input.len() {
+                let got = frames(&[&input[..i], &input[i..j], &input[j..]]);
+                assert_eq!(got, whole, "split at {i},{j}");
+            }
+        }
+        whole
+    }
+
+    fn ev(e: &str, d: &str) -> (String, String) {
+        (e.to_owned(), d.to_owned())
+    }
+
+    #[test]
+    fn line_ends_lf_crlf_cr() {
+        for sep in ["\n", "\r\n", "\r"] {
+            let s = format!("data: a{sep}{sep}data:b{sep}{sep}");
+            assert_eq!(all_splits(s.as_bytes()), [ev("", "a"), ev("", "b")], "{sep:?}");
+        }
+    }
+
+    #[test]
+    fn multiline_comments_event_and_unterminated_last_event() {
+        let s = b": keep-alive\nevent: response.completed\ndata: x\ndata:  y\nid: 3\n\ndata: [DONE]";
+        assert_eq!(all_splits(s), [ev("response.completed", "x\n y"), ev("", "[DONE]")]);
+    }
+
+    #[test]
+    fn data_inside_content_is_not_a_boundary() {
+        let s = b"data: {\"c\":\"data: x\\n\\ndata: y\"}\n\n";
+        assert_eq!(all_splits(s), [ev("", "{\"c\":\"data: x\\n\\ndata: y\"}")]);
+    }
+
+    #[test]
+    fn over_long_line_is_dropped_at_any_split() {
+        let long = "x".repeat(40);
+        let s = format!("data: {long}\n\ndata: ok\n\n");
+        let run = |pieces: &[&[u8]]| {
+            let mut f = Framer::new(16, 1 << 10);
+            let mut out = Vec::new();
+            for p in pieces {
+                f.feed(p, |fr| out.push(fr.data.to_vec()));
+            }
+            f.finish(|fr| out.push(fr.data.to_vec()));
+            (out, f.lines_dropped())
+        };
+        let b = s.as_bytes();
+        let whole = run(&[b]);
+        assert_eq!(whole, (vec![b"ok".to_vec()], 1));
+        for i in 0..=b.len() {
+            assert_eq!(run(&[&b[..i], &b[i..]]), whole, "split {i}");
+        }
+    }
+
+    #[test]
+    fn event_cap_drops_event() {
+        let mut f = Framer::new(100, 10);
+        let mut out = Vec::new();
+        f.feed(b"data: 123456\ndata: 789012\n\ndata: ok\n\n", |fr| out.push(fr.data.to_vec()));
+        assert_eq!(out, [b"ok".to_vec()]);
+        assert_eq!(f.events_dropped(), 1);
+    }
+
+    #[test]
+    fn bom_and_empty_data() {
+        assert_eq!(all_splits(b"\xEF\xBB\xBFdata: a\n\ndata\n\n"), [ev("", "a"), ev("", "")]);
+    }
+
+    #[test]
+    fn zero_copy_when_event_inside_piece() {
+        let piece = b"data: hello\n\n";
+        let mut f = Framer::new(100, 100);
+        let mut ptr = None;
+        f.feed(piece, |fr| ptr = Some(fr.data.as_ptr()));
+        assert_eq!(ptr, Some(piece[6..].as_ptr()));
+    }
+}
