@@ -152,6 +152,11 @@ impl Meter {
                 if self.framer.events_dropped() > 0 {
                     self.acc.flags.insert(Flags::BODY_TOO_LARGE);
                 }
+                if self.acc.frames == 0 && self.framer.lines_dropped() == 0 {
+                    // Neither JSON nor a single SSE event: an HTML error page, a proxy's text.
+                    self.acc.flags.insert(Flags::MALFORMED_EVENT_SKIPPED);
+                    self.acc.error = Some("response body is neither JSON nor an SSE stream".to_owned());
+                }
             }
             Mode::Json => {
                 let body = std::mem::take(&mut self.body);
@@ -528,6 +533,8 @@ struct Accum {
     body_cut: bool,
     body_overflow: bool,
     response_unfinished: bool,
+    /// SSE events seen.
+    frames: u64,
     flags: Flags,
 }
 
@@ -553,6 +560,7 @@ impl Accum {
             body_cut: false,
             body_overflow: false,
             response_unfinished: false,
+            frames: 0,
             flags: Flags::EMPTY,
         }
     }
@@ -573,6 +581,7 @@ impl Accum {
     }
 
     fn on_frame(&mut self, f: Frame<'_>) {
+        self.frames += 1;
         let data = f.data.trim_ascii();
         if data.is_empty() {
             return;
@@ -861,4 +870,182 @@ pub fn meter(opts: MeterOptions, request: &[u8], response: &[u8]) -> Result<Usag
     }
     m.feed(response)?;
     m.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(body: &str) -> UsageRecord {
+        run_with(b"", body, MeterOptions::default())
+    }
+
+    fn run_with(req: &[u8], body: &str, opts: MeterOptions) -> UsageRecord {
+        let whole = meter(opts.clone(), req, body.as_bytes()).unwrap();
+        // Every test also checks that 1-byte pieces give the same record.
+        let mut m = Meter::new(opts);
+        if !req.is_empty() {
+            let _ = m.request(req);
+        }
+        for b in body.as_bytes().chunks(1) {
+            m.feed(b).unwrap();
+        }
+        assert_eq!(m.finish().unwrap(), whole);
+        whole
+    }
+
+    fn has(r: &UsageRecord, flag: &str) -> bool {
+        r.flags.names().any(|f| f == flag)
+    }
+
+    const USAGE: &str = r#"{"id":"x","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":0}}}"#;
+
+    #[test]
+    fn azure_stream_shapes() {
+        let body = format!(
+            "data: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: {USAGE}\n\ndata: [DONE]\n\n",
+            r#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}"#,
+            r#"{"choices":[{"content_filter_results":{},"delta":{"content":"Hel","role":"assistant"},"finish_reason":null,"index":0}],"created":1,"id":"chatcmpl-1","model":"gpt-4o-2024-11-20","object":"chat.completion.chunk","usage":null}"#,
+            r#"{"choices":[{"delta":{"content":"lo"},"finish_reason":"stop","index":0}],"id":"chatcmpl-1","model":"gpt-4o-2024-11-20","object":"chat.completion.chunk","usage":null}"#,
+            r#"{"choices":[{"content_filter_offsets":{"check_offset":0},"content_filter_results":{"hate":{"filtered":false}},"finish_reason":null,"index":0}],"id":"chatcmpl-1","model":"","object":""}"#,
+        );
+        let r = run(&body);
+        assert_eq!(r.status, Status::Complete);
+        assert_eq!(r.source, Source::Reported);
+        assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (10, 3, 13));
+        assert_eq!((r.cached_tokens, r.reasoning_tokens), (Some(4), Some(0)));
+        assert_eq!(r.model.as_deref(), Some("gpt-4o-2024-11-20"));
+        assert_eq!(r.response_id.as_deref(), Some("chatcmpl-1"));
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
+        assert!(r.flags.is_empty(), "{:?}", r.flags.names().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cr_only_line_ends_and_data_inside_content() {
+        let chunk = r#"{"id":"a","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"data: [DONE]\n\ndata: x"}}]}"#;
+        let body = format!("data:{chunk}\r\rdata: [DONE]\r\r");
+        let r = run(&body);
+        assert_eq!(r.status, Status::Complete);
+        let expected = Encoding::O200kBase.count("data: [DONE]\n\ndata: x") as u64;
+        assert_eq!(r.completion_tokens, expected);
+        assert!(has(&r, "no_usage_reported") && has(&r, "completion_may_be_one_short"));
+    }
+
+    #[test]
+    fn stream_cut_mid_json_is_truncated_with_counts_so_far() {
+        let body = concat!(
+            "data: {\"id\":\"a\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello world\"}}]}\n\n",
+            "data: {\"id\":\"a\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"con"
+        );
+        let r = run(body);
+        assert_eq!(r.status, Status::Truncated);
+        assert!(has(&r, "truncated"));
+        assert_eq!(r.completion_tokens, 2);
+        assert!(!has(&r, "malformed_event_skipped"));
+    }
+
+    #[test]
+    fn stream_without_done_is_truncated() {
+        let r = run("data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n");
+        assert_eq!(r.status, Status::Truncated);
+    }
+
+    #[test]
+    fn over_long_line_is_dropped_with_a_flag() {
+        let mut opts = MeterOptions::default();
+        opts.limits.max_line_bytes = 400;
+        let long = "x".repeat(1000);
+        let body = format!(
+            "data: {{\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{long}\"}}}}]}}\n\ndata: {USAGE}\n\ndata: [DONE]\n\n"
+        );
+        let r = run_with(b"", &body, opts);
+        assert!(has(&r, "line_too_long"));
+        assert_eq!(r.source, Source::Reported);
+        assert_eq!(r.total_tokens, 13);
+    }
+
+    #[test]
+    fn error_event_and_error_body() {
+        let r = run("event: error\ndata: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\"}}\n\n");
+        assert_eq!(r.status, Status::Error);
+        assert_eq!(r.error.as_deref(), Some("The server had an error"));
+        let r = run(r#"{"error":{"message":"Rate limit reached","type":"requests","code":"429"}}"#);
+        assert_eq!(r.status, Status::Error);
+        assert_eq!(r.error.as_deref(), Some("Rate limit reached"));
+        let r = run("<html>Bad gateway</html>");
+        assert_eq!(r.status, Status::Error);
+        assert!(has(&r, "malformed_event_skipped"));
+    }
+
+    #[test]
+    fn n_choices_and_tool_calls_are_accumulated_per_index() {
+        let body = concat!(
+            "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":1,\"delta\":{\"content\":\"B\"}},{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"get_weather\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}}]}\n\n",
+            "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]},\"finish_reason\":\"tool_calls\"}]}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let r = run(body);
+        assert_eq!(r.choices.len(), 2);
+        let e = Encoding::O200kBase;
+        let call = e.count("get_weather") + e.count("{\"city\":\"Paris\"}") + SINGLE_CALL_FRAMING;
+        assert_eq!(r.choices[0].completion_tokens, Some(call as u64));
+        assert_eq!(r.choices[1].completion_tokens, Some(1));
+        assert_eq!(r.completion_tokens, call as u64 + 1);
+        assert_eq!(r.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    }
+
+    #[test]
+    fn usage_detected_by_value_not_by_empty_choices() {
+        // A usage chunk that also carries a choice, and a `usage: null` chunk with no choices.
+        let body = concat!(
+            "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[],\"usage\":null}\n\n",
+            "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":1,\"total_tokens\":6}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        let r = run(body);
+        assert_eq!((r.source, r.total_tokens), (Source::Reported, 6));
+    }
+
+    #[test]
+    fn reasoning_model_without_usage_is_flagged() {
+        let r = run("data: {\"object\":\"chat.completion.chunk\",\"model\":\"o3-mini-2025-01-31\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n");
+        assert!(has(&r, "reasoning_tokens_unobservable"));
+    }
+
+    #[test]
+    fn unknown_model_falls_back_with_flag_and_deployment_map_resolves() {
+        let body = "{\"object\":\"chat.completion\",\"model\":\"\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"Hi\"}}]}";
+        let r = run(body);
+        assert!(has(&r, "unknown_model"));
+        assert_eq!(r.encoding, Encoding::O200kBase);
+        let mut o = MeterOptions::default();
+        o.deployment("legacy-chat").map_deployment("legacy-chat", "gpt-35-turbo");
+        let r = run_with(b"", body, o);
+        assert!(!has(&r, "unknown_model"));
+        assert_eq!(r.encoding, Encoding::Cl100kBase);
+        assert_eq!(r.model.as_deref(), Some("gpt-35-turbo"));
+        assert_eq!(r.deployment.as_deref(), Some("legacy-chat"));
+    }
+
+    #[test]
+    fn misuse_is_an_error_not_a_panic() {
+        let mut m = Meter::new(MeterOptions::default());
+        assert_eq!(m.request(b"{not json").unwrap_err().kind(), ErrorKind::InvalidJson);
+        m.feed(b"").unwrap();
+        let r = m.finish().unwrap();
+        assert!(has(&r, "empty_response") && has(&r, "request_unparsed"));
+        assert_eq!(m.feed(b"x").unwrap_err().kind(), ErrorKind::Finished);
+        assert_eq!(m.finish().unwrap_err().kind(), ErrorKind::Finished);
+    }
+
+    #[test]
+    fn text_limit_caps_memory_with_a_flag() {
+        let mut o = MeterOptions::default();
+        o.limits.max_text_bytes = 10;
+        let body = "{\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"ééééééééééééééé\"}}]}";
+        let r = run_with(b"", body, o);
+        assert!(has(&r, "text_limit_reached"));
+        assert_eq!(r.completion_tokens, Encoding::O200kBase.count("ééééé") as u64);
+    }
 }

@@ -304,6 +304,15 @@ impl<'a> Request<'a> {
     /// [`ErrorKind::InvalidJson`] when `body` is not JSON, [`ErrorKind::InvalidRequest`] when it
     /// is JSON but not an object of a readable shape.
     pub fn parse(body: &'a [u8]) -> Result<Request<'a>> {
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|&b| b != b'{') {
+            // serde would read a struct from an array of its fields; a body is an object.
+            let e = serde_json::from_slice::<serde::de::IgnoredAny>(body);
+            return Err(match e {
+                Err(e) => Error::json(&e, "request"),
+                Ok(_) => Error::new(ErrorKind::InvalidRequest, "request: not a JSON object"),
+            });
+        }
         match serde_json::from_slice::<Request<'a>>(body) {
             Ok(r) => Ok(r),
             Err(e) if e.is_data() => Err(Error::new(ErrorKind::InvalidRequest, format!("request: {e}"))),
