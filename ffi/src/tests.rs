@@ -1,0 +1,412 @@
+//! The exports, called through the rlib as a C host would call them.
+
+use std::ptr;
+
+use super::*;
+
+const STREAM: &str = concat!(
+    "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,",
+    "\"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+    "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+    "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":8,\"completion_tokens\":1,",
+    "\"total_tokens\":9,\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n",
+    "data: [DONE]\n\n"
+);
+
+const REQUEST: &str =
+    r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hi"}],"stream":true}"#;
+
+fn new_meter(opts: &str) -> *mut usagetap_meter {
+    let mut m = ptr::null_mut();
+    // SAFETY: valid buffer and out-pointer.
+    let r = unsafe { usagetap_meter_new(opts.as_ptr().cast(), opts.len(), &mut m) };
+    assert_eq!(r, usagetap_result::Ok, "{}", thread_err());
+    assert!(!m.is_null());
+    m
+}
+
+fn new_err(opts: &[u8]) -> usagetap_result {
+    let mut m = ptr::null_mut();
+    // SAFETY: valid buffer and out-pointer.
+    let r = unsafe { usagetap_meter_new(opts.as_ptr().cast(), opts.len(), &mut m) };
+    assert_ne!(r, usagetap_result::Ok);
+    assert!(m.is_null(), "out-param written on failure");
+    r
+}
+
+fn thread_err() -> String {
+    // SAFETY: read before the next handle-less call.
+    unsafe { usagetap_thread_last_error().as_str() }.to_owned()
+}
+
+fn last_err(m: *mut usagetap_meter) -> String {
+    // SAFETY: `m` is live.
+    unsafe { usagetap_meter_last_error(m).as_str() }.to_owned()
+}
+
+fn feed(m: *mut usagetap_meter, bytes: &[u8]) -> usagetap_result {
+    // SAFETY: valid buffer.
+    unsafe { usagetap_meter_feed(m, bytes.as_ptr(), bytes.len()) }
+}
+
+fn finish(m: *mut usagetap_meter) -> usagetap_record {
+    let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid out-pointer; written on OK.
+    let r = unsafe { usagetap_meter_finish(m, rec.as_mut_ptr()) };
+    assert_eq!(r, usagetap_result::Ok, "{}", last_err(m));
+    // SAFETY: written on OK.
+    unsafe { rec.assume_init() }
+}
+
+fn json(m: *mut usagetap_meter) -> serde_json::Value {
+    let mut s = usagetap_str::EMPTY;
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { usagetap_meter_record_json(m, &mut s) }, usagetap_result::Ok);
+    // SAFETY: valid until free.
+    serde_json::from_str(unsafe { s.as_str() }).unwrap()
+}
+
+fn free(m: *mut usagetap_meter) {
+    // SAFETY: freed once.
+    unsafe { usagetap_meter_free(m) }
+}
+
+#[test]
+fn stream_in_small_pieces_gives_reported_usage() {
+    for step in 1..=7 {
+        let m = new_meter("");
+        // SAFETY: valid buffer.
+        let r = unsafe { usagetap_meter_request(m, REQUEST.as_ptr(), REQUEST.len()) };
+        assert_eq!(r, usagetap_result::Ok);
+        for piece in STREAM.as_bytes().chunks(step) {
+            assert_eq!(feed(m, piece), usagetap_result::Ok);
+        }
+        let rec = finish(m);
+        assert_eq!((rec.prompt_tokens, rec.completion_tokens, rec.total_tokens), (8, 1, 9));
+        assert_eq!(rec.source, usagetap_source::Reported as u32);
+        assert_eq!(rec.status, usagetap_status::Complete as u32);
+        assert_eq!(rec.endpoint, usagetap_endpoint::ChatCompletions as u32);
+        assert_eq!(rec.encoding, usagetap_encoding::O200kBase as u32);
+        assert_eq!(rec.stream, 1);
+        assert_eq!(rec.choice_count, 1);
+        assert_eq!(rec.created, 1_700_000_000);
+        let want = USAGETAP_PRESENT_CREATED
+            | USAGETAP_PRESENT_CACHED_TOKENS
+            | USAGETAP_PRESENT_REPORTED_PROMPT_TOKENS
+            | USAGETAP_PRESENT_REPORTED_COMPLETION_TOKENS
+            | USAGETAP_PRESENT_REPORTED_TOTAL_TOKENS;
+        assert_eq!(rec.present, want);
+        // SAFETY: strings valid until free.
+        unsafe {
+            assert_eq!(rec.model.as_str(), "gpt-4o-mini");
+            assert_eq!(rec.response_id.as_str(), "c1");
+            assert!(rec.deployment.data.is_null());
+            assert!(rec.error.data.is_null());
+        }
+        let j = json(m);
+        assert_eq!(j["prompt_tokens"], 8);
+        assert_eq!(j["source"], "reported");
+        assert_eq!(j["choices"][0]["finish_reason"], "stop");
+        // The record can be read again, with the same pointers.
+        let mut again = std::mem::MaybeUninit::<usagetap_record>::uninit();
+        // SAFETY: valid out-pointer.
+        assert_eq!(unsafe { usagetap_meter_record(m, again.as_mut_ptr()) }, usagetap_result::Ok);
+        // SAFETY: written on OK.
+        let again = unsafe { again.assume_init() };
+        assert_eq!(again.model.data, rec.model.data);
+        assert_eq!(again.total_tokens, 9);
+        free(m);
+    }
+}
+
+#[test]
+fn computed_when_no_usage_and_options_apply() {
+    let body = concat!(
+        "data: {\"id\":\"c2\",\"model\":\"my-deploy\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello world\"}}]}\n\n",
+        "data: [DONE]\n\n"
+    );
+    let m = new_meter(
+        r#"{"deployment":"my-deploy","deployments":{"my-deploy":"gpt-4"},"endpoint":"/openai/deployments/my-deploy/chat/completions?api-version=2024-10-21","reconcile":true,"limits":{"max_choices":4}}"#,
+    );
+    assert_eq!(feed(m, body.as_bytes()), usagetap_result::Ok);
+    let rec = finish(m);
+    assert_eq!(rec.source, usagetap_source::Computed as u32);
+    assert_eq!(rec.encoding, usagetap_encoding::Cl100kBase as u32);
+    assert_eq!(rec.completion_tokens, 2);
+    assert_ne!(rec.flags & USAGETAP_FLAG_NO_USAGE_REPORTED, 0);
+    assert_ne!(rec.present & USAGETAP_PRESENT_COMPUTED_COMPLETION_TOKENS, 0);
+    assert_eq!(rec.computed_completion_tokens, 2);
+    // SAFETY: valid until free.
+    assert_eq!(unsafe { rec.deployment.as_str() }, "my-deploy");
+    free(m);
+}
+
+#[test]
+fn truncated_stream() {
+    let m = new_meter("null");
+    let cut = &STREAM[..STREAM.find("data: {\"id\":\"c1\",\"choices\":[]").unwrap() - 5];
+    assert_eq!(feed(m, cut.as_bytes()), usagetap_result::Ok);
+    let rec = finish(m);
+    assert_eq!(rec.status, usagetap_status::Truncated as u32);
+    assert_ne!(rec.flags & USAGETAP_FLAG_TRUNCATED, 0);
+    free(m);
+}
+
+#[test]
+fn exchange_one_shot() {
+    let body = r#"{"id":"x","object":"chat.completion","model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}}"#;
+    let m = new_meter("{}");
+    let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid buffers.
+    let r = unsafe {
+        usagetap_meter_exchange(m, REQUEST.as_ptr(), REQUEST.len(), body.as_ptr(), body.len(), rec.as_mut_ptr())
+    };
+    assert_eq!(r, usagetap_result::Ok);
+    // SAFETY: written on OK.
+    let rec = unsafe { rec.assume_init() };
+    assert_eq!((rec.prompt_tokens, rec.completion_tokens, rec.total_tokens, rec.stream), (9, 1, 10, 0));
+    // A second exchange on the same meter: finished.
+    let mut rec2 = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid buffers.
+    let r = unsafe { usagetap_meter_exchange(m, ptr::null(), 0, ptr::null(), 0, rec2.as_mut_ptr()) };
+    assert_eq!(r, usagetap_result::Finished);
+    free(m);
+
+    // An unreadable request only flags the record; (NULL, 0) response is empty.
+    let m = new_meter("");
+    let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid buffers.
+    let r = unsafe { usagetap_meter_exchange(m, b"{nope".as_ptr(), 5, ptr::null(), 0, rec.as_mut_ptr()) };
+    assert_eq!(r, usagetap_result::Ok);
+    // SAFETY: written on OK.
+    let rec = unsafe { rec.assume_init() };
+    assert_ne!(rec.flags & USAGETAP_FLAG_REQUEST_UNPARSED, 0);
+    assert_ne!(rec.flags & USAGETAP_FLAG_EMPTY_RESPONSE, 0);
+    free(m);
+}
+
+#[test]
+fn misuse_on_a_handle() {
+    let m = new_meter("");
+    // Record before finish.
+    let mut s = usagetap_str::EMPTY;
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { usagetap_meter_record_json(m, &mut s) }, usagetap_result::NotFinished);
+    // NULL data with a length; (NULL, 0) is fine.
+    // SAFETY: NULL is checked.
+    unsafe {
+        assert_eq!(usagetap_meter_feed(m, ptr::null(), 3), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_feed(m, ptr::null(), 0), usagetap_result::Ok);
+        assert_eq!(usagetap_meter_finish(m, ptr::null_mut()), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_record_json(m, ptr::null_mut()), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_record(m, ptr::null_mut()), usagetap_result::NullParameter);
+    }
+    assert!(!last_err(m).is_empty());
+    // Invalid UTF-8 request: an error, but the meter stays usable and the record says so.
+    // SAFETY: valid buffer.
+    let r = unsafe { usagetap_meter_request(m, b"{\"a\":\"\xff\"}".as_ptr(), 9) };
+    assert_eq!(r, usagetap_result::InvalidUtf8);
+    assert!(last_err(m).contains("not UTF-8"), "{}", last_err(m));
+    // SAFETY: valid buffer.
+    let r = unsafe { usagetap_meter_request(m, b"[1]".as_ptr(), 3) };
+    assert_eq!(r, usagetap_result::InvalidRequest, "{}", last_err(m));
+    // SAFETY: (NULL, 0) is an empty body, which is not JSON.
+    assert_eq!(unsafe { usagetap_meter_request(m, ptr::null(), 0) }, usagetap_result::InvalidJson);
+    // Invalid UTF-8 in the stream is not an error.
+    assert_eq!(feed(m, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n"), usagetap_result::Ok);
+    let rec = finish(m);
+    assert_ne!(rec.flags & USAGETAP_FLAG_REQUEST_UNPARSED, 0);
+    // After finish.
+    assert_eq!(feed(m, b"x"), usagetap_result::Finished);
+    assert!(last_err(m).contains("finished"), "{}", last_err(m));
+    // SAFETY: valid buffer.
+    assert_eq!(unsafe { usagetap_meter_request(m, REQUEST.as_ptr(), REQUEST.len()) }, usagetap_result::Finished);
+    let mut rec2 = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { usagetap_meter_finish(m, rec2.as_mut_ptr()) }, usagetap_result::Finished);
+    let j = json(m);
+    assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "request_unparsed"));
+    free(m);
+}
+
+#[test]
+fn null_handles() {
+    let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    let mut s = usagetap_str::EMPTY;
+    // SAFETY: every pointer is NULL or valid.
+    unsafe {
+        usagetap_meter_free(ptr::null_mut());
+        assert_eq!(usagetap_meter_new(ptr::null(), 0, ptr::null_mut()), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_request(ptr::null_mut(), ptr::null(), 0), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_feed(ptr::null_mut(), b"x".as_ptr(), 1), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_finish(ptr::null_mut(), rec.as_mut_ptr()), usagetap_result::NullParameter);
+        assert_eq!(
+            usagetap_meter_exchange(ptr::null_mut(), ptr::null(), 0, ptr::null(), 0, rec.as_mut_ptr()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(usagetap_meter_record(ptr::null(), rec.as_mut_ptr()), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_record_json(ptr::null(), &mut s), usagetap_result::NullParameter);
+        assert_eq!(usagetap_meter_last_error(ptr::null()).len, 0);
+        assert_eq!(usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, ptr::null_mut()), usagetap_result::NullParameter);
+        assert_eq!(usagetap_count_tokens(ptr::null(), 4, ptr::null(), 0, &mut 0), usagetap_result::NullParameter);
+    }
+    // (NULL, 0) options are the defaults.
+    let mut m = ptr::null_mut();
+    // SAFETY: valid out-pointer.
+    assert_eq!(unsafe { usagetap_meter_new(ptr::null(), 0, &mut m) }, usagetap_result::Ok);
+    free(m);
+}
+
+#[test]
+fn options_errors() {
+    assert_eq!(new_err(b"{"), usagetap_result::InvalidJson);
+    assert!(thread_err().starts_with("options:"), "{}", thread_err());
+    assert_eq!(new_err(br#"{"modle":"gpt-4o"}"#), usagetap_result::InvalidOptions);
+    assert!(thread_err().contains("modle"), "{}", thread_err());
+    assert_eq!(new_err(br#"{"endpoint":"/v1/images"}"#), usagetap_result::InvalidOptions);
+    assert_eq!(new_err(br#"{"limits":{"max_line_bytes":0}}"#), usagetap_result::InvalidOptions);
+    assert_eq!(new_err(br#"{"reconcile":"yes"}"#), usagetap_result::InvalidOptions);
+    assert_eq!(new_err(b"[1]"), usagetap_result::InvalidOptions);
+    assert_eq!(new_err(b"{\"model\":\"\xff\"}"), usagetap_result::InvalidUtf8);
+    // A length over PTRDIFF_MAX is refused before any read.
+    let mut m = ptr::null_mut();
+    // SAFETY: the length is refused before the pointer is read.
+    let r = unsafe { usagetap_meter_new(b"{}".as_ptr().cast(), usize::MAX, &mut m) };
+    assert_eq!(r, usagetap_result::InvalidParameter);
+    let o = options::parse(r#"{"model":"gpt-4o","limits":{"max_tool_calls":3}}"#).ok().unwrap();
+    assert_eq!(o.model.as_deref(), Some("gpt-4o"));
+    assert_eq!(o.limits.max_tool_calls, 3);
+    assert_eq!(o.limits.max_choices, usagetap::Limits::default().max_choices);
+}
+
+#[test]
+fn count_tokens() {
+    let mut n = 0u64;
+    let text = "hello world";
+    // SAFETY: valid buffers.
+    unsafe {
+        assert_eq!(usagetap_count_tokens(text.as_ptr().cast(), text.len(), b"gpt-4o".as_ptr().cast(), 6, &mut n), usagetap_result::Ok);
+        assert_eq!(n, 2);
+        assert_eq!(usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, &mut n), usagetap_result::Ok);
+        assert_eq!(n, 0);
+        n = 77;
+        assert_eq!(usagetap_count_tokens(b"\xff".as_ptr().cast(), 1, ptr::null(), 0, &mut n), usagetap_result::InvalidUtf8);
+        assert_eq!(n, 77, "out-param written on failure");
+    }
+    assert!(!thread_err().is_empty());
+}
+
+#[test]
+fn result_strings() {
+    for code in 7000..=7011 {
+        let s = usagetap_result_str(code);
+        // SAFETY: static.
+        let s = unsafe { s.as_str() };
+        assert!(!s.is_empty() && s != "unknown result code", "{code}");
+    }
+    // SAFETY: static.
+    unsafe {
+        assert_eq!(usagetap_result_str(0).as_str(), "unknown result code");
+        assert_eq!(usagetap_result_str(usagetap_result::Ok as u32).as_str(), "ok");
+    }
+    assert_eq!(usagetap_result::Ok as u32, 7000);
+    assert_eq!(usagetap_result::Error as u32, 7011);
+}
+
+#[test]
+fn flag_constants_match_the_core() {
+    let ours: &[(u32, &str)] = &[
+        (USAGETAP_FLAG_NO_USAGE_REPORTED, "no_usage_reported"),
+        (USAGETAP_FLAG_TRUNCATED, "truncated"),
+        (USAGETAP_FLAG_IMAGE_SIZE_UNKNOWN, "image_size_unknown"),
+        (USAGETAP_FLAG_REASONING_TOKENS_UNOBSERVABLE, "reasoning_tokens_unobservable"),
+        (USAGETAP_FLAG_COMPLETION_MAY_BE_ONE_SHORT, "completion_may_be_one_short"),
+        (USAGETAP_FLAG_UNKNOWN_MODEL, "unknown_model"),
+        (USAGETAP_FLAG_LINE_TOO_LONG, "line_too_long"),
+        (USAGETAP_FLAG_MALFORMED_EVENT_SKIPPED, "malformed_event_skipped"),
+        (USAGETAP_FLAG_BODY_TOO_LARGE, "body_too_large"),
+        (USAGETAP_FLAG_TEXT_LIMIT_REACHED, "text_limit_reached"),
+        (USAGETAP_FLAG_TOO_MANY_CHOICES, "too_many_choices"),
+        (USAGETAP_FLAG_TOO_MANY_TOOL_CALLS, "too_many_tool_calls"),
+        (USAGETAP_FLAG_REQUEST_UNPARSED, "request_unparsed"),
+        (USAGETAP_FLAG_USAGE_REPEATED, "usage_repeated"),
+        (USAGETAP_FLAG_INVALID_USAGE_VALUE, "invalid_usage_value"),
+        (USAGETAP_FLAG_DATA_AFTER_DONE, "data_after_done"),
+        (USAGETAP_FLAG_PROMPT_ESTIMATED, "prompt_estimated"),
+        (USAGETAP_FLAG_IMAGE_TOKENS_ESTIMATED, "image_tokens_estimated"),
+        (USAGETAP_FLAG_PROMPT_UNKNOWN, "prompt_unknown"),
+        (USAGETAP_FLAG_COMPLETION_ESTIMATED, "completion_estimated"),
+        (USAGETAP_FLAG_EMPTY_RESPONSE, "empty_response"),
+        (USAGETAP_FLAG_RESPONSE_NOT_FINISHED, "response_not_finished"),
+    ];
+    let core: Vec<(u32, &str)> = usagetap::Flags::ALL.iter().map(|(f, n)| (f.0, *n)).collect();
+    assert_eq!(ours, core.as_slice(), "USAGETAP_FLAG_* must list the core's flags, in bit order");
+    for (bit, name) in ours {
+        // SAFETY: static.
+        assert_eq!(unsafe { usagetap_flag_name(*bit).as_str() }, *name);
+    }
+    assert_eq!(usagetap_flag_name(0).len, 0);
+    assert_eq!(usagetap_flag_name(0x3).len, 0);
+}
+
+#[test]
+fn version_matches_the_header() {
+    // SAFETY: static.
+    let v = unsafe { usagetap_version().as_str() };
+    assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/usagetap.h")).unwrap();
+    for (name, want) in [
+        ("USAGETAP_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
+        ("USAGETAP_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
+        ("USAGETAP_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
+    ] {
+        let line = format!("#define {name} {want}\n");
+        assert!(header.contains(&line), "include/usagetap.h lacks `{}`: update ffi/cbindgen.toml", line.trim());
+    }
+    assert!(header.contains(&format!("#define USAGETAP_VERSION \"{v}\"")));
+}
+
+// The panic boundary, exercised by exports defined here the way the real ones are.
+#[allow(unreachable_code)]
+extern "C" fn panics_with_result(x: u32) -> usagetap_result {
+    ffi_panic_boundary! {
+        if x > 0 {
+            panic!("test panic {x}");
+        }
+        usagetap_result::Ok
+    }
+}
+
+extern "C" fn panics_with_str() -> usagetap_str {
+    ffi_panic_boundary! {
+        let v: Vec<u8> = Vec::new();
+        usagetap_str::borrow(if v[3] == 0 { "x" } else { "y" })
+    }
+}
+
+extern "C" fn panics_with_unit() {
+    ffi_panic_boundary! {
+        panic!("unit");
+    }
+}
+
+#[test]
+fn panic_boundary() {
+    assert_eq!(panics_with_result(0), usagetap_result::Ok);
+    assert_eq!(panics_with_result(1), usagetap_result::Panic);
+    assert_eq!(panics_with_str().len, 0);
+    panics_with_unit();
+    // A meter still works afterwards.
+    let m = new_meter("");
+    assert_eq!(feed(m, STREAM.as_bytes()), usagetap_result::Ok);
+    assert_eq!(finish(m).total_tokens, 9);
+    free(m);
+}
+
+#[test]
+fn record_layout_is_padding_free() {
+    let words = std::mem::size_of::<u64>() * 12
+        + std::mem::size_of::<usagetap_str>() * 5
+        + std::mem::size_of::<u32>() * 8;
+    assert_eq!(std::mem::size_of::<usagetap_record>(), words);
+}
