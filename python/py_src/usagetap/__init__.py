@@ -1,0 +1,49 @@
+"""Exact token-usage records from OpenAI / Azure OpenAI request and response bytes.
+
+One call for a complete exchange::
+
+    import usagetap
+    record = usagetap.meter(request_body, response_body)
+    record.prompt_tokens, record.completion_tokens, record.source, record.flags
+
+A stream, fed as it arrives (any split)::
+
+    with usagetap.Meter(request_body) as m:
+        for chunk in response.iter_bytes():
+            m.feed(chunk)
+    record = m.record
+
+Every function releases the GIL while it works and is safe to call from many threads.
+"""
+
+from ._usagetap import (
+    InternalError,
+    InvalidJsonError,
+    InvalidOptionsError,
+    InvalidRequestError,
+    LimitExceededError,
+    Meter,
+    MeterFinishedError,
+    UsageRecord,
+    UsagetapError,
+    __version__,
+    count_prompt,
+    count_tokens,
+    meter,
+)
+
+__all__ = [
+    "InternalError",
+    "InvalidJsonError",
+    "InvalidOptionsError",
+    "InvalidRequestError",
+    "LimitExceededError",
+    "Meter",
+    "MeterFinishedError",
+    "UsageRecord",
+    "UsagetapError",
+    "__version__",
+    "count_prompt",
+    "count_tokens",
+    "meter",
+]

@@ -1,0 +1,646 @@
+//! The `usagetap._usagetap` extension module: the core meter behind a typed Python API.
+//!
+//! Contract kept by every function here:
+//! - arguments are extracted (and copied when Python could mutate them) while attached to the
+//!   interpreter, then the Rust work runs in `py.detach`, so other threads run meanwhile;
+//! - every call into the core runs under `catch_unwind`: a panic becomes
+//!   `usagetap.InternalError`, never a `PanicException` and never an abort;
+//! - core errors map onto one exception class per `ErrorKind` (see [`CoreError`]).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::create_exception;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple};
+
+use usagetap::{Encoding, Endpoint, ErrorKind, MeterOptions};
+
+create_exception!(usagetap, UsagetapError, PyValueError, "Base class of every usagetap error.");
+create_exception!(usagetap, InvalidJsonError, UsagetapError, "Bytes that had to be JSON were not.");
+create_exception!(
+    usagetap,
+    InvalidRequestError,
+    UsagetapError,
+    "A request body is JSON but of a shape no endpoint accepts."
+);
+create_exception!(
+    usagetap,
+    InvalidOptionsError,
+    UsagetapError,
+    "Options are inconsistent or out of range (e.g. an unknown endpoint)."
+);
+create_exception!(
+    usagetap,
+    MeterFinishedError,
+    UsagetapError,
+    "The meter was used after finish()."
+);
+create_exception!(
+    usagetap,
+    LimitExceededError,
+    UsagetapError,
+    "A configured limit was exceeded where no partial result makes sense."
+);
+create_exception!(
+    usagetap,
+    InternalError,
+    UsagetapError,
+    "A bug in usagetap (a caught panic). Please report it with the input."
+);
+
+/// A core error on its way to Python. The orphan rule forbids `impl From<usagetap::Error> for
+/// PyErr` (both types are foreign here), so this local newtype carries the conversion.
+struct CoreError(usagetap::Error);
+
+impl From<usagetap::Error> for CoreError {
+    fn from(e: usagetap::Error) -> Self {
+        CoreError(e)
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(CoreError(e): CoreError) -> PyErr {
+        let msg = e.to_string();
+        // Exhaustive over today's kinds; `ErrorKind` is `#[non_exhaustive]`, so a kind added
+        // later in the core lands on the base class until it gets its own.
+        let kind = e.kind();
+        let err = match kind {
+            ErrorKind::InvalidJson => InvalidJsonError::new_err(msg),
+            ErrorKind::InvalidRequest => InvalidRequestError::new_err(msg),
+            ErrorKind::InvalidOptions => InvalidOptionsError::new_err(msg),
+            ErrorKind::Finished => MeterFinishedError::new_err(msg),
+            ErrorKind::LimitExceeded => LimitExceededError::new_err(msg),
+            _ => UsagetapError::new_err(msg),
+        };
+        with_kind(err, kind.as_str())
+    }
+}
+
+/// Sets the exception's `kind` attribute (the core's stable name of the error kind).
+fn with_kind(err: PyErr, kind: &'static str) -> PyErr {
+    Python::attach(|py| {
+        let _ = err.value(py).setattr("kind", kind);
+    });
+    err
+}
+
+fn internal_error(what: &str) -> PyErr {
+    with_kind(
+        InternalError::new_err(format!("internal error in usagetap ({what}); please report it")),
+        "internal",
+    )
+}
+
+fn invalid_options(msg: String) -> PyErr {
+    with_kind(InvalidOptionsError::new_err(msg), "invalid_options")
+}
+
+/// Runs `f` with the interpreter detached, turning a panic into `InternalError`.
+fn run<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|_| internal_error(what))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+/// Bytes taken from a Python argument: borrowed from an immutable `bytes` object, or copied
+/// from anything Python code could change while the interpreter is detached.
+enum Input<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    Owned(Vec<u8>),
+    Empty,
+}
+
+impl Input<'_> {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Input::Bytes(b) => b.as_bytes(),
+            Input::Owned(v) => v,
+            Input::Empty => &[],
+        }
+    }
+}
+
+/// Extracts `bytes | bytearray | memoryview | str` (and `dict` when `allow_dict`, serialized by
+/// `json.dumps` in the dict's own key order). `None` is empty input when `allow_none`.
+fn input<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    allow_dict: bool,
+    allow_none: bool,
+) -> PyResult<Input<'py>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Input::Bytes(b.clone()));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Input::Owned(s.to_string_lossy().into_owned().into_bytes()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Input::Owned(b.to_vec()));
+    }
+    if allow_none && obj.is_none() {
+        return Ok(Input::Empty);
+    }
+    if allow_dict && obj.is_instance_of::<PyDict>() {
+        let kwargs = PyDict::new(obj.py());
+        kwargs.set_item("ensure_ascii", false)?;
+        let text = obj
+            .py()
+            .import("json")?
+            .call_method("dumps", (obj,), Some(&kwargs))?;
+        let text = text.cast::<PyString>()?;
+        return Ok(Input::Owned(text.to_string_lossy().into_owned().into_bytes()));
+    }
+    if obj.is_instance_of::<PyMemoryView>() {
+            // One contiguous copy, whatever the view's shape or format.
+        let copied = obj.py().import("builtins")?.getattr("bytes")?.call1((obj,))?;
+        return Ok(Input::Bytes(copied.cast_into::<PyBytes>()?));
+    }
+    let expected = match (allow_dict, allow_none) {
+        (true, true) => "bytes, bytearray, memoryview, str, dict or None",
+        (true, false) => "bytes, bytearray, memoryview, str or dict",
+        (false, true) => "bytes, bytearray, memoryview, str or None",
+        (false, false) => "bytes, bytearray, memoryview or str",
+    };
+    Err(PyTypeError::new_err(format!(
+        "{what} must be {expected}, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// Builds the core options from the keyword arguments shared by `meter` and `Meter`.
+fn options(
+    model: Option<String>,
+    deployment: Option<String>,
+    endpoint: Option<String>,
+    reconcile: bool,
+    deployments: Option<HashMap<String, String>>,
+) -> PyResult<MeterOptions> {
+    let endpoint = match endpoint {
+        None => None,
+        Some(e) => Some(Endpoint::parse(&e).ok_or_else(|| {
+            invalid_options(format!(
+                "unknown endpoint {e:?}: expected chat.completions, completions, embeddings, \
+                 responses or a URL path ending in one of them"
+            ))
+        })?),
+    };
+    Ok(MeterOptions {
+        model: model.filter(|m| !m.is_empty()),
+        deployment: deployment.filter(|d| !d.is_empty()),
+        deployments: Arc::new(deployments.unwrap_or_default()),
+        endpoint,
+        reconcile,
+        ..MeterOptions::default()
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// UsageRecord
+
+/// One usage record per exchange (see the design's record). Immutable; compares and hashes by
+/// its full content.
+#[pyclass(frozen, eq, hash, module = "usagetap._usagetap", name = "UsageRecord")]
+struct PyUsageRecord {
+    #[pyo3(get)]
+    endpoint: &'static str,
+    #[pyo3(get)]
+    model: Option<String>,
+    #[pyo3(get)]
+    deployment: Option<String>,
+    #[pyo3(get)]
+    encoding: &'static str,
+    #[pyo3(get)]
+    stream: bool,
+    #[pyo3(get)]
+    status: &'static str,
+    #[pyo3(get)]
+    source: &'static str,
+    #[pyo3(get)]
+    prompt_tokens: u64,
+    #[pyo3(get)]
+    completion_tokens: u64,
+    #[pyo3(get)]
+    total_tokens: u64,
+    #[pyo3(get)]
+    cached_tokens: Option<u64>,
+    #[pyo3(get)]
+    reasoning_tokens: Option<u64>,
+    #[pyo3(get)]
+    image_tokens: Option<u64>,
+    #[pyo3(get)]
+    response_id: Option<String>,
+    #[pyo3(get)]
+    created: Option<i64>,
+    #[pyo3(get)]
+    system_fingerprint: Option<String>,
+    #[pyo3(get)]
+    error: Option<String>,
+    flags: Vec<&'static str>,
+    inner: usagetap::UsageRecord,
+    /// The record's JSON (the design's record), the source of `to_dict()` and of equality.
+    json: String,
+}
+
+impl PartialEq for PyUsageRecord {
+    fn eq(&self, other: &Self) -> bool {
+        self.json == other.json
+    }
+}
+
+impl Hash for PyUsageRecord {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.json.hash(state);
+    }
+}
+
+impl From<usagetap::UsageRecord> for PyUsageRecord {
+    fn from(r: usagetap::UsageRecord) -> Self {
+        PyUsageRecord {
+            endpoint: r.endpoint.as_str(),
+            model: r.model.clone(),
+            deployment: r.deployment.clone(),
+            encoding: r.encoding.name(),
+            stream: r.stream,
+            status: r.status.as_str(),
+            source: r.source.as_str(),
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            total_tokens: r.total_tokens,
+            cached_tokens: r.cached_tokens,
+            reasoning_tokens: r.reasoning_tokens,
+            image_tokens: r.image_tokens,
+            response_id: r.response_id.clone(),
+            created: r.created,
+            system_fingerprint: r.system_fingerprint.clone(),
+            error: r.error.clone(),
+            flags: r.flags.names().collect(),
+            json: r.to_json(),
+            inner: r,
+        }
+    }
+}
+
+fn json_loads<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("json")?.call_method1("loads", (text,))
+}
+
+fn json_of<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// Python's `repr` of an optional string.
+fn py_repr(s: Option<&str>) -> String {
+    match s {
+        None => "None".to_owned(),
+        Some(s) => {
+            let mut out = String::with_capacity(s.len() + 2);
+            out.push('\'');
+            for c in s.chars() {
+                match c {
+                    '\'' => out.push_str("\\'"),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+            out
+        }
+    }
+}
+
+fn opt_int(v: Option<u64>) -> String {
+    v.map_or_else(|| "None".to_owned(), |v| v.to_string())
+}
+
+#[pymethods]
+impl PyUsageRecord {
+    /// The record's flags (machine-readable notes), in bit order.
+    #[getter]
+    fn flags<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, &self.flags)
+    }
+
+    /// The service's usage, normalized, as a new dict; `None` when it sent none.
+    #[getter]
+    fn reported<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_loads(py, &json_of(&self.inner.reported))
+    }
+
+    /// The library's own counts as a new dict; `None` unless computed.
+    #[getter]
+    fn computed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_loads(py, &json_of(&self.inner.computed))
+    }
+
+    /// Per choice: a new list of dicts with `index`, `finish_reason`, `completion_tokens`.
+    #[getter]
+    fn choices<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_loads(py, &json_of(&self.inner.choices))
+    }
+
+    /// The record as a new dict with the design's field names (the same as `to_json()`).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        json_loads(py, &self.json)
+    }
+
+    /// The record as one line of JSON (the design's record).
+    fn to_json(&self) -> &str {
+        &self.json
+    }
+
+    fn __repr__(&self) -> String {
+        let flags: Vec<String> = self.flags.iter().map(|f| py_repr(Some(f))).collect();
+        let flags = match flags.len() {
+            1 => format!("({},)", flags[0]),
+            _ => format!("({})", flags.join(", ")),
+        };
+        format!(
+            "UsageRecord(endpoint={}, model={}, deployment={}, encoding={}, stream={}, \
+             status={}, source={}, prompt_tokens={}, completion_tokens={}, total_tokens={}, \
+             cached_tokens={}, reasoning_tokens={}, image_tokens={}, flags={})",
+            py_repr(Some(self.endpoint)),
+            py_repr(self.model.as_deref()),
+            py_repr(self.deployment.as_deref()),
+            py_repr(Some(self.encoding)),
+            if self.stream { "True" } else { "False" },
+            py_repr(Some(self.status)),
+            py_repr(Some(self.source)),
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.total_tokens,
+            opt_int(self.cached_tokens),
+            opt_int(self.reasoning_tokens),
+            opt_int(self.image_tokens),
+            flags,
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Meter
+
+/// The mutable state of a streaming meter. Locked only while detached from the interpreter, so
+/// a thread waiting for the lock never holds the GIL another thread needs.
+struct State {
+    /// `None` once finished (or after an internal error).
+    meter: Option<usagetap::Meter>,
+    record: Option<Py<PyUsageRecord>>,
+    broken: bool,
+}
+
+/// Meters one exchange whose response arrives in pieces. Safe to share between threads (calls
+/// are serialized), though one meter usually belongs to one stream.
+#[pyclass(frozen, module = "usagetap._usagetap", name = "Meter")]
+struct PyMeter {
+    state: Mutex<State>,
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic is caught inside the critical section, so poisoning carries no broken invariant
+    // that `broken` does not already record.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn finished_error() -> PyErr {
+    with_kind(MeterFinishedError::new_err("the meter was already finished"), "finished")
+}
+
+impl PyMeter {
+    /// Runs `f` on the open meter, detached; a panic breaks the meter for good.
+    fn with_meter<T: Send>(
+        &self,
+        py: Python<'_>,
+        what: &str,
+        f: impl FnOnce(&mut usagetap::Meter) -> Result<T, usagetap::Error> + Send,
+        finish: bool,
+    ) -> PyResult<T> {
+        let out = py.detach(|| {
+            let mut st = lock(&self.state);
+            if st.broken {
+                return Err(None);
+            }
+            let Some(meter) = st.meter.as_mut() else {
+                return Err(Some(Ok(())));
+            };
+            match catch_unwind(AssertUnwindSafe(|| f(meter))) {
+                Ok(r) => {
+                    if finish {
+                        st.meter = None;
+                    }
+                    r.map_err(|e| Some(Err(e)))
+                }
+                Err(_) => {
+                    st.meter = None;
+                    st.broken = true;
+                    Err(None)
+                }
+            }
+        });
+        match out {
+            Ok(v) => Ok(v),
+            Err(None) => Err(internal_error(what)),
+            Err(Some(Ok(()))) => Err(finished_error()),
+            Err(Some(Err(e))) => Err(CoreError(e).into()),
+        }
+    }
+}
+
+#[pymethods]
+impl PyMeter {
+    #[new]
+    #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None))]
+    fn new(
+        py: Python<'_>,
+        request: Option<&Bound<'_, PyAny>>,
+        model: Option<String>,
+        deployment: Option<String>,
+        endpoint: Option<String>,
+        reconcile: bool,
+        deployments: Option<HashMap<String, String>>,
+    ) -> PyResult<Self> {
+        let opts = options(model, deployment, endpoint, reconcile, deployments)?;
+        let request = match request {
+            Some(r) => input(r, "request", true, true)?,
+            None => Input::Empty,
+        };
+        let body = request.as_slice();
+        let meter = run(py, "Meter()", || {
+            let mut m = usagetap::Meter::new(opts);
+            if !body.trim_ascii().is_empty() {
+                // As in `meter()`: an unreadable request becomes the `request_unparsed` flag,
+                // never an exception that would lose the record.
+                let _ = m.request(body);
+            }
+            m
+        })?;
+        Ok(PyMeter { state: Mutex::new(State { meter: Some(meter), record: None, broken: false }) })
+    }
+
+    /// Feeds the next piece of the response body (any split, any size).
+    fn feed(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<()> {
+        let chunk = input(chunk, "chunk", false, false)?;
+        let bytes = chunk.as_slice();
+        self.with_meter(py, "Meter.feed", |m| m.feed(bytes), false)
+    }
+
+    /// Ends the response and returns its record (counting happens here when needed).
+    fn finish(&self, py: Python<'_>) -> PyResult<Py<PyUsageRecord>> {
+        let record = self.with_meter(py, "Meter.finish", |m| m.finish(), true)?;
+        let record = Py::new(py, PyUsageRecord::from(record))?;
+        lock(&self.state).record = Some(record.clone_ref(py));
+        Ok(record)
+    }
+
+    /// The record once finished (also after a `with` block), else `None`.
+    #[getter]
+    fn record(&self, py: Python<'_>) -> Option<Py<PyUsageRecord>> {
+        lock(&self.state).record.as_ref().map(|r| r.clone_ref(py))
+    }
+
+    /// Whether `finish()` was called.
+    #[getter]
+    fn finished(&self) -> bool {
+        lock(&self.state).meter.is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Finishes the meter if the block did not, even when the block raised (the stream was cut:
+    /// the record then says so); never suppresses the exception.
+    #[pyo3(signature = (_exc_type=None, _exc=None, _tb=None))]
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyAny>>,
+        _exc: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        if !self.finished() {
+            self.finish(py)?;
+        }
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let st = lock(&self.state);
+        let state = if st.broken {
+            "broken"
+        } else if st.meter.is_some() {
+            "open"
+        } else {
+            "finished"
+        };
+        format!("<usagetap.Meter {state}>")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Functions
+
+/// Meters a complete exchange: the request body (may be `None` or empty) and the whole
+/// response body (JSON or SSE text).
+#[pyfunction]
+#[pyo3(name = "meter", signature = (request, response, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None))]
+#[allow(clippy::too_many_arguments)]
+fn py_meter(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
+    response: &Bound<'_, PyAny>,
+    model: Option<String>,
+    deployment: Option<String>,
+    endpoint: Option<String>,
+    reconcile: bool,
+    deployments: Option<HashMap<String, String>>,
+) -> PyResult<PyUsageRecord> {
+    let opts = options(model, deployment, endpoint, reconcile, deployments)?;
+    let request = input(request, "request", true, true)?;
+    let response = input(response, "response", false, false)?;
+    let (req, resp) = (request.as_slice(), response.as_slice());
+    let record = run(py, "meter", || usagetap::meter(opts, req, resp))?.map_err(CoreError)?;
+    Ok(PyUsageRecord::from(record))
+}
+
+/// Tokens in `text` with the encoding of `model` (`o200k_base` when unknown or `None`),
+/// counted as ordinary text: `<|endoftext|>` and the like are plain text, never an error.
+#[pyfunction]
+#[pyo3(name = "count_tokens", signature = (text, model=None))]
+fn py_count_tokens(py: Python<'_>, text: &Bound<'_, PyString>, model: Option<String>) -> PyResult<usize> {
+    let text: Cow<'_, str> = text.to_string_lossy();
+    let text: &str = &text;
+    let model = model.unwrap_or_default();
+    run(py, "count_tokens", || usagetap::count_tokens(text, &model))
+}
+
+/// Prompt tokens of a request body by the service's framing rules. The model is `model`, else
+/// the body's `model`; an unknown model counts with `o200k_base`. The endpoint is `endpoint`,
+/// else the one the body's shape implies (chat completions when it implies none).
+#[pyfunction]
+#[pyo3(name = "count_prompt", signature = (request, model=None, *, endpoint=None))]
+fn py_count_prompt(
+    py: Python<'_>,
+    request: &Bound<'_, PyAny>,
+    model: Option<String>,
+    endpoint: Option<String>,
+) -> PyResult<u64> {
+    let endpoint = match endpoint {
+        None => None,
+        Some(e) => Some(
+            Endpoint::parse(&e)
+                .ok_or_else(|| invalid_options(format!("unknown endpoint {e:?}")))?,
+        ),
+    };
+    let request = input(request, "request", true, false)?;
+    let body = request.as_slice();
+    let counted = run(py, "count_prompt", || {
+        let req = usagetap::request::Request::parse(body)?;
+        let model = model
+            .filter(|m| !m.is_empty())
+            .or_else(|| req.model.as_deref().map(str::to_owned))
+            .unwrap_or_default();
+        let encoding = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
+        let endpoint = endpoint.or_else(|| req.endpoint()).unwrap_or(Endpoint::ChatCompletions);
+        Ok::<u64, usagetap::Error>(usagetap::prompt::count(&req, endpoint, &model, encoding).tokens)
+    })?;
+    Ok(counted.map_err(CoreError)?)
+}
+
+/// Panics inside the Rust boundary on purpose: tests use it to check that a panic surfaces as
+/// `InternalError`, never as `PanicException`.
+#[pyfunction]
+#[pyo3(name = "_panic_for_tests")]
+fn py_panic_for_tests(py: Python<'_>) -> PyResult<()> {
+    // `resume_unwind` unwinds like a panic without running the panic hook (no stderr noise).
+    run(py, "_panic_for_tests", || std::panic::resume_unwind(Box::new("deliberate panic")))
+}
+
+#[pymodule(gil_used = false)]
+fn _usagetap(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<PyUsageRecord>()?;
+    m.add_class::<PyMeter>()?;
+    m.add_function(wrap_pyfunction!(py_meter, m)?)?;
+    m.add_function(wrap_pyfunction!(py_count_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(py_count_prompt, m)?)?;
+    m.add_function(wrap_pyfunction!(py_panic_for_tests, m)?)?;
+    m.add("UsagetapError", py.get_type::<UsagetapError>())?;
+    m.add("InvalidJsonError", py.get_type::<InvalidJsonError>())?;
+    m.add("InvalidRequestError", py.get_type::<InvalidRequestError>())?;
+    m.add("InvalidOptionsError", py.get_type::<InvalidOptionsError>())?;
+    m.add("MeterFinishedError", py.get_type::<MeterFinishedError>())?;
+    m.add("LimitExceededError", py.get_type::<LimitExceededError>())?;
+    m.add("InternalError", py.get_type::<InternalError>())?;
+    Ok(())
+}
