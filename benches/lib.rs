@@ -1,1 +1,85 @@
-//! Shared helpers for the benches.
+//! Inputs shared by the benches: real streams from the corpus and long synthetic streams in the
+//! exact OpenAI and Azure OpenAI wire formats.
+
+/// The corpus path: `USAGETAP_CORPUS`, else `../shared/corpus/dev.jsonl` beside the checkout.
+pub fn corpus_path() -> std::path::PathBuf {
+    match std::env::var_os("USAGETAP_CORPUS") {
+        Some(p) => p.into(),
+        None => concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
+    }
+}
+
+/// `(request, response)` of every recorded chat-completions stream, largest first.
+pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
+    let text = std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
+    let mut v: Vec<(Vec<u8>, String)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["endpoint"] == "chat.completions" && v["stream"] == true)
+        .map(|v| {
+            let req = serde_json::to_vec(&v["request"]).unwrap_or_default();
+            (req, v["response_body"].as_str().unwrap_or_default().to_owned())
+        })
+        .collect();
+    v.sort_by_key(|(_, r)| std::cmp::Reverse(r.len()));
+    v
+}
+
+/// Removes the usage chunk from a stream (what a client without `include_usage` receives).
+pub fn without_usage(stream: &str) -> String {
+    stream
+        .split_inclusive('\n')
+        .filter(|l| !(l.contains("\"usage\":{") && l.contains("\"choices\":[]")))
+        .collect()
+}
+
+const WORDS: &[&str] = &[
+    " the", " token", " gateway", " meter", " count", "ing", " billing", " Azure", ",", ".", " é",
+    " naïve", " 東京", " 😀", " data:", " 42", "\\n", " won't", " API",
+];
+
+/// A long OpenAI chat stream with `chunks` content chunks, ending with a usage chunk when
+/// `usage` is set, then `[DONE]`.
+pub fn synthetic_openai(chunks: usize, usage: bool) -> String {
+    let mut s = String::new();
+    let head = r#"{"id":"chatcmpl-BENCH0000000000000000000000","object":"chat.completion.chunk","created":1755097541,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_560af6e559","choices":[{"index":0,"delta":{"#;
+    s.push_str("data: ");
+    s.push_str(head);
+    s.push_str(r#""role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"obfuscation":"OOMmT"}"#);
+    s.push_str("\n\n");
+    for i in 0..chunks {
+        s.push_str("data: ");
+        s.push_str(head);
+        s.push_str(r#""content":""#);
+        s.push_str(WORDS[i % WORDS.len()]);
+        s.push_str(r#""},"logprobs":null,"finish_reason":null}],"obfuscation":"kvR"}"#);
+        s.push_str("\n\n");
+    }
+    s.push_str("data: ");
+    s.push_str(head);
+    s.push_str(r#""},"logprobs":null,"finish_reason":"stop"}],"obfuscation":"x"}"#);
+    s.push_str("\n\n");
+    if usage {
+        s.push_str(r#"data: {"id":"chatcmpl-BENCH0000000000000000000000","object":"chat.completion.chunk","created":1755097541,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_560af6e559","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":4000,"total_tokens":4012,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"obfuscation":"ab"}"#);
+        s.push_str("\n\n");
+    }
+    s.push_str("data: [DONE]\n\n");
+    s
+}
+
+/// A long Azure OpenAI chat stream: `prompt_filter_results` first, content-filter results on
+/// every chunk, CRLF line ends.
+pub fn synthetic_azure(chunks: usize, usage: bool) -> String {
+    let mut s = String::new();
+    s.push_str("data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\"self_harm\":{\"filtered\":false,\"severity\":\"safe\"},\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},\"violence\":{\"filtered\":false,\"severity\":\"safe\"}}}]}\r\n\r\n");
+    for i in 0..chunks {
+        s.push_str("data: {\"choices\":[{\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"},\"self_harm\":{\"filtered\":false,\"severity\":\"safe\"},\"sexual\":{\"filtered\":false,\"severity\":\"safe\"},\"violence\":{\"filtered\":false,\"severity\":\"safe\"}},\"delta\":{\"content\":\"");
+        s.push_str(WORDS[i % WORDS.len()]);
+        s.push_str("\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1780491942,\"id\":\"chatcmpl-DmfZu2BjJmBGSSHpj9hWtFQYBUxYn\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_b705f0c291\",\"usage\":null}\r\n\r\n");
+    }
+    if usage {
+        s.push_str("data: {\"choices\":[],\"created\":1780491942,\"id\":\"chatcmpl-DmfZu2BjJmBGSSHpj9hWtFQYBUxYn\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_b705f0c291\",\"usage\":{\"completion_tokens\":4000,\"prompt_tokens\":12,\"total_tokens\":4012}}\r\n\r\n");
+    }
+    s.push_str("data: [DONE]\r\n\r\n");
+    s
+}

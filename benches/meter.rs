@@ -1,0 +1,92 @@
+//! Criterion benches: framing, decoding-free scans, token counting and the whole meter, on real
+//! recorded streams and long synthetic OpenAI / Azure streams. Throughput is in bytes of SSE.
+//!
+//! Run: `cargo bench -p usagetap-benches` (results in target/criterion).
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use usagetap::sse::Framer;
+use usagetap::{Encoding, Meter, MeterOptions};
+use usagetap_benches::{corpus_chat_streams, synthetic_azure, synthetic_openai, without_usage};
+
+fn meter_once(req: &[u8], body: &[u8], piece: usize) -> u64 {
+    let mut m = Meter::new(MeterOptions::default());
+    if !req.is_empty() {
+        let _ = m.request(req);
+    }
+    for p in body.chunks(piece) {
+        m.feed(p).expect("feed");
+    }
+    m.finish().expect("finish").total_tokens
+}
+
+fn inputs() -> Vec<(&'static str, Vec<u8>, String)> {
+    let real = corpus_chat_streams();
+    let (req, with) = real
+        .iter()
+        .find(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+        .cloned()
+        .expect("a real stream with a usage chunk");
+    vec![
+        ("real/with_usage", req.clone(), with.clone()),
+        ("real/without_usage", req, without_usage(&with)),
+        ("openai_4k/with_usage", Vec::new(), synthetic_openai(4000, true)),
+        ("openai_4k/without_usage", Vec::new(), synthetic_openai(4000, false)),
+        ("azure_4k/with_usage", Vec::new(), synthetic_azure(4000, true)),
+        ("azure_4k/without_usage", Vec::new(), synthetic_azure(4000, false)),
+    ]
+}
+
+fn bench_meter(c: &mut Criterion) {
+    // Build the BPE tables outside the measurement.
+    Encoding::O200kBase.count("warm up");
+    let mut g = c.benchmark_group("meter");
+    for (name, req, body) in inputs() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("whole", name), &body, |b, body| {
+            b.iter(|| meter_once(&req, black_box(body.as_bytes()), body.len().max(1)))
+        });
+        g.bench_with_input(BenchmarkId::new("pieces_1k", name), &body, |b, body| {
+            b.iter(|| meter_once(&req, black_box(body.as_bytes()), 1024))
+        });
+    }
+    g.finish();
+}
+
+fn bench_framer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("framer");
+    for (name, _, body) in inputs() {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("frames", name), &body, |b, body| {
+            b.iter(|| {
+                let mut f = Framer::new(8 << 20, 64 << 20);
+                let mut n = 0usize;
+                for p in body.as_bytes().chunks(1024) {
+                    f.feed(black_box(p), |fr| n += fr.data.len());
+                }
+                f.finish(|fr| n += fr.data.len());
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_count(c: &mut Criterion) {
+    let text: String = corpus_chat_streams().iter().take(50).map(|(_, r)| r.as_str()).collect();
+    let mut g = c.benchmark_group("count");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        enc.count("warm up");
+        g.bench_with_input(BenchmarkId::new(enc.name(), "corpus_streams"), &text, |b, t| {
+            b.iter(|| enc.count(black_box(t)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench_meter, bench_framer, bench_count
+}
+criterion_main!(benches);
