@@ -5,6 +5,8 @@
 
 pub mod encoding;
 pub mod error;
+pub mod image;
+pub mod json_scan;
 pub mod meter;
 pub mod options;
 pub mod prompt;
