@@ -2,7 +2,7 @@
 """Picks real exchanges from the corpus for the C and C# tests and writes them in a format a
 C program reads without a JSON parser.
 
-usage: corpus_cases.py CORPUS OUT
+usage: corpus_cases.py CORPUS OUT [APIM_OUT]
 
 Each case is one header line, then the request and response bytes, then a newline:
 
@@ -11,6 +11,11 @@ Each case is one header line, then the request and response bytes, then a newlin
 PROMPT/COMPLETION/TOTAL are the service's reported usage (Responses API: input/output mapped
 onto prompt/completion); -1 when the service sent none (the test then only checks that the
 counts are computed). ID has its spaces replaced by '_'.
+
+APIM_OUT, when given, gets a few of the same exchanges as APIM-style Event Hub messages, one
+JSON object per line: {"eventTime", "apiOperation", "appSubscriptionKey", "request": "<request
+JSON as a string>", "response": "<response body: SSE text or JSON as a string>"}, plus
+"expected": [prompt, completion, total] for the test.
 
 The pick is deterministic: streams with reported usage spread over every endpoint and
 provider (smallest first within each group, so valgrind stays quick), some JSON bodies, and a
@@ -74,6 +79,40 @@ def main():
             f.write(resp)
             f.write(b"\n")
     print(f"corpus_cases: {len(picked)} cases -> {out}", file=sys.stderr)
+    if len(sys.argv) > 3:
+        write_apim(sys.argv[3], picked)
+
+
+OPERATIONS = {
+    "chat.completions": "ChatCompletions_Create",
+    "completions": "Completions_Create",
+    "embeddings": "embeddings_create",
+    "responses": "Responses_Create",
+}
+
+
+def write_apim(out, picked):
+    """One envelope per endpoint kind: a chat stream, a Responses stream, a JSON body."""
+    chosen, seen = [], set()
+    for r in picked:
+        kind = (r["endpoint"], bool(r["stream"]))
+        if r["reported_usage"] and kind not in seen and kind in {
+            ("chat.completions", True), ("responses", True), ("chat.completions", False)
+        }:
+            seen.add(kind)
+            chosen.append(r)
+    with open(out, "w", encoding="utf-8") as f:
+        for i, r in enumerate(chosen):
+            env = {
+                "eventTime": f"2025-01-0{i + 1}T12:00:00.0000000Z",
+                "apiOperation": OPERATIONS[r["endpoint"]],
+                "appSubscriptionKey": f"subscription-{i + 1}",
+                "request": json.dumps(r["request"]),
+                "response": r["response_body"],
+                "expected": list(counts(r["reported_usage"])),
+            }
+            f.write(json.dumps(env) + "\n")
+    print(f"corpus_cases: {len(chosen)} APIM envelopes -> {out}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,432 @@
+// A .NET host of the usagetap C ABI through P/Invoke: the proof that C# can use the library.
+//
+// Build and run (ffi/test.sh does this):
+//   mcs -out:UsagetapHost.exe examples/csharp/UsagetapHost.cs
+//   LD_LIBRARY_PATH=target/debug mono UsagetapHost.exe CASES_FILE APIM_FILE
+//
+// CASES_FILE and APIM_FILE come from ffi/tests/corpus_cases.py (real recorded exchanges from
+// ../shared/corpus/dev.jsonl). Every recorded stream in CASES_FILE is fed to a meter in small
+// pieces, and every APIM-style event in APIM_FILE is metered in one call; the counts must equal
+// the service's reported usage. Ends with "csharp: N passed, M failed".
+//
+// Binding rules used here (ffi/README.md): Cdecl everywhere; no bool in any signature (flags are
+// uint); usagetap_str is {IntPtr data, UIntPtr len}, UTF-8, not NUL-terminated, borrowed from the
+// meter until usagetap_meter_free; out-parameters are written only on USAGETAP_RESULT_OK.
+
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Usagetap
+{
+    public enum Result : uint
+    {
+        Ok = 7000,
+        NullParameter = 7001,
+        Panic = 7002,
+        InvalidUtf8 = 7003,
+        InvalidJson = 7004,
+        InvalidRequest = 7005,
+        InvalidOptions = 7006,
+        Finished = 7007,
+        NotFinished = 7008,
+        LimitExceeded = 7009,
+        InvalidParameter = 7010,
+        Error = 7011,
+    }
+
+    public enum Source : uint { Reported = 0, Computed = 1 }
+
+    public enum Status : uint { Complete = 0, Truncated = 1, Error = 2 }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Str
+    {
+        public IntPtr Data;
+        public UIntPtr Len;
+
+        public override string ToString()
+        {
+            int n = checked((int)Len.ToUInt64());
+            if (Data == IntPtr.Zero || n == 0) return "";
+            var bytes = new byte[n];
+            Marshal.Copy(Data, bytes, 0, n);
+            return Encoding.UTF8.GetString(bytes);
+        }
+    }
+
+    // The same fields, in the same order, as usagetap_record in include/usagetap.h.
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Record
+    {
+        public ulong PromptTokens;
+        public ulong CompletionTokens;
+        public ulong TotalTokens;
+        public ulong CachedTokens;
+        public ulong ReasoningTokens;
+        public ulong ImageTokens;
+        public ulong ReportedPromptTokens;
+        public ulong ReportedCompletionTokens;
+        public ulong ReportedTotalTokens;
+        public ulong ComputedPromptTokens;
+        public ulong ComputedCompletionTokens;
+        public long Created;
+        public Str Model;
+        public Str Deployment;
+        public Str ResponseId;
+        public Str SystemFingerprint;
+        public Str Error;
+        public uint Endpoint;
+        public uint Status;
+        public uint Source;
+        public uint Encoding;
+        public uint Flags;
+        public uint Present;
+        public uint Stream;
+        public uint ChoiceCount;
+    }
+
+    public static class Native
+    {
+        const string Lib = "usagetap";
+        public const uint FlagTruncated = 0x2;
+        public const uint FlagNoUsageReported = 0x1;
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Str usagetap_version();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Str usagetap_result_str(uint result);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Str usagetap_thread_last_error();
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_new(byte[] optionsJson, UIntPtr optionsLen, out IntPtr meter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void usagetap_meter_free(IntPtr meter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_request(IntPtr meter, byte[] body, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_feed(IntPtr meter, byte[] data, UIntPtr len);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_finish(IntPtr meter, out Record record);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_exchange(IntPtr meter, byte[] request, UIntPtr requestLen,
+                                                            byte[] response, UIntPtr responseLen, out Record record);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_record_json(IntPtr meter, out Str json);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Str usagetap_meter_last_error(IntPtr meter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_count_tokens(byte[] text, UIntPtr textLen, byte[] model, UIntPtr modelLen,
+                                                          out ulong count);
+    }
+
+    // A meter as a .NET object: SafeHandle-style ownership kept short for the example.
+    public sealed class Meter : IDisposable
+    {
+        IntPtr handle;
+
+        public Meter(string optionsJson)
+        {
+            byte[] opts = optionsJson == null ? null : Encoding.UTF8.GetBytes(optionsJson);
+            var r = Native.usagetap_meter_new(opts, (UIntPtr)(opts == null ? 0 : opts.Length), out handle);
+            if (r != Result.Ok)
+                throw new InvalidOperationException(r + ": " + Native.usagetap_thread_last_error());
+        }
+
+        Result Check(Result r)
+        {
+            if (r != Result.Ok && r != Result.InvalidRequest && r != Result.InvalidJson)
+                throw new InvalidOperationException(r + ": " + Native.usagetap_meter_last_error(handle));
+            return r;
+        }
+
+        public Result Request(byte[] body) { return Check(Native.usagetap_meter_request(handle, body, (UIntPtr)body.Length)); }
+
+        // Feeds data[offset..offset+count) through a reused buffer (P/Invoke passes whole arrays).
+        byte[] piece = new byte[64];
+        public void Feed(byte[] data, int offset, int count)
+        {
+            if (piece.Length < count) piece = new byte[count];
+            Buffer.BlockCopy(data, offset, piece, 0, count);
+            Check(Native.usagetap_meter_feed(handle, piece, (UIntPtr)count));
+        }
+
+        public Record Finish()
+        {
+            Record rec;
+            Check(Native.usagetap_meter_finish(handle, out rec));
+            return rec;
+        }
+
+        public Record Exchange(byte[] request, byte[] response)
+        {
+            Record rec;
+            Check(Native.usagetap_meter_exchange(handle, request, (UIntPtr)request.Length, response,
+                                                 (UIntPtr)response.Length, out rec));
+            return rec;
+        }
+
+        public string Json()
+        {
+            Str s;
+            Check(Native.usagetap_meter_record_json(handle, out s));
+            return s.ToString();
+        }
+
+        public IntPtr Raw { get { return handle; } }
+
+        public void Dispose()
+        {
+            Native.usagetap_meter_free(handle);
+            handle = IntPtr.Zero;
+        }
+    }
+
+    public static class Host
+    {
+        static int passed, failed;
+
+        static void Check(bool ok, string what)
+        {
+            if (ok) { passed++; return; }
+            failed++;
+            Console.Error.WriteLine("FAIL " + what);
+        }
+
+        // --- a JSON string reader just big enough for an APIM envelope --------------------------
+
+        // The value of a top-level string field, decoded; null when absent.
+        static string StringField(string json, string name)
+        {
+            int i = FieldValue(json, name);
+            if (i < 0 || json[i] != '"') return null;
+            var sb = new StringBuilder();
+            for (i++; i < json.Length; i++)
+            {
+                char c = json[i];
+                if (c == '"') return sb.ToString();
+                if (c != '\\') { sb.Append(c); continue; }
+                char e = json[++i];
+                switch (e)
+                {
+                    case 'n': sb.Append('\n'); break;
+                    case 'r': sb.Append('\r'); break;
+                    case 't': sb.Append('\t'); break;
+                    case 'b': sb.Append('\b'); break;
+                    case 'f': sb.Append('\f'); break;
+                    case 'u':
+                        sb.Append((char)Convert.ToInt32(json.Substring(i + 1, 4), 16)); // surrogates pair up
+                        i += 4;
+                        break;
+                    default: sb.Append(e); break; // \" \\ \/
+                }
+            }
+            throw new FormatException("unterminated string in field " + name);
+        }
+
+        // The numbers of a top-level array field of integers.
+        static long[] NumbersField(string json, string name)
+        {
+            int i = FieldValue(json, name);
+            int end = json.IndexOf(']', i);
+            var parts = json.Substring(i + 1, end - i - 1).Split(',');
+            var nums = new long[parts.Length];
+            for (int k = 0; k < parts.Length; k++) nums[k] = long.Parse(parts[k].Trim());
+            return nums;
+        }
+
+        // Index of the value of top-level field `name` (string values are skipped while looking).
+        static int FieldValue(string json, string name)
+        {
+            string key = "\"" + name + "\"";
+            int depth = 0;
+            for (int i = 0; i < json.Length; i++)
+            {
+                char c = json[i];
+                if (c == '{' || c == '[') depth++;
+                else if (c == '}' || c == ']') depth--;
+                else if (c == '"')
+                {
+                    if (depth == 1 && string.CompareOrdinal(json, i, key, 0, key.Length) == 0)
+                    {
+                        int j = i + key.Length;
+                        while (char.IsWhiteSpace(json[j])) j++;
+                        if (json[j] == ':')
+                        {
+                            j++;
+                            while (char.IsWhiteSpace(json[j])) j++;
+                            return j;
+                        }
+                    }
+                    for (i++; json[i] != '"'; i++) if (json[i] == '\\') i++;
+                }
+            }
+            return -1;
+        }
+
+        // --- the recorded streams ---------------------------------------------------------------
+
+        static int MeterCases(string path)
+        {
+            int matched = 0;
+            var rng = new Random(7);
+            using (var f = File.OpenRead(path))
+            {
+                while (true)
+                {
+                    string header = ReadLine(f);
+                    if (header == null) break;
+                    var p = header.Split(' ');
+                    string id = p[1];
+                    bool stream = p[2] == "1";
+                    long prompt = long.Parse(p[3]), completion = long.Parse(p[4]), total = long.Parse(p[5]);
+                    byte[] request = ReadExactly(f, int.Parse(p[6]));
+                    byte[] response = ReadExactly(f, int.Parse(p[7]));
+                    ReadExactly(f, 1);
+                    if (!stream || prompt < 0) continue;
+
+                    using (var m = new Meter(null))
+                    {
+                        Check(m.Request(request) == Result.Ok, id + ": request");
+                        for (int at = 0; at < response.Length;)
+                        {
+                            int n = Math.Min(1 + rng.Next(64), response.Length - at);
+                            m.Feed(response, at, n);
+                            at += n;
+                        }
+                        Record rec = m.Finish();
+                        bool ok = (long)rec.PromptTokens == prompt
+                                  && (completion < 0 || (long)rec.CompletionTokens == completion)
+                                  && (total < 0 || (long)rec.TotalTokens == total);
+                        Check(ok, string.Format("{0}: got {1}/{2}/{3}, reported {4}/{5}/{6}", id, rec.PromptTokens,
+                                                rec.CompletionTokens, rec.TotalTokens, prompt, completion, total));
+                        Check(rec.Source == (uint)Source.Reported && rec.Stream == 1, id + ": source/stream");
+                        Check(rec.Model.ToString().Length > 0, id + ": model");
+                        Check(m.Json().Contains("\"prompt_tokens\":" + rec.PromptTokens + ","), id + ": json");
+                        if (ok) matched++;
+                    }
+                }
+            }
+            return matched;
+        }
+
+        static string ReadLine(Stream f)
+        {
+            var bytes = new List<byte>();
+            int b;
+            while ((b = f.ReadByte()) >= 0 && b != '\n') bytes.Add((byte)b);
+            if (b < 0 && bytes.Count == 0) return null;
+            return Encoding.UTF8.GetString(bytes.ToArray());
+        }
+
+        static byte[] ReadExactly(Stream f, int n)
+        {
+            var buf = new byte[n];
+            int got = 0;
+            while (got < n)
+            {
+                int k = f.Read(buf, got, n - got);
+                if (k <= 0) throw new EndOfStreamException();
+                got += k;
+            }
+            return buf;
+        }
+
+        // --- APIM events ------------------------------------------------------------------------
+
+        static int MeterApimEvents(string path)
+        {
+            int matched = 0;
+            foreach (string line in File.ReadAllLines(path, Encoding.UTF8))
+            {
+                if (line.Trim().Length == 0) continue;
+                string op = StringField(line, "apiOperation");
+                string key = StringField(line, "appSubscriptionKey");
+                byte[] request = Encoding.UTF8.GetBytes(StringField(line, "request"));
+                byte[] response = Encoding.UTF8.GetBytes(StringField(line, "response"));
+                long[] want = NumbersField(line, "expected");
+                using (var m = new Meter("{\"reconcile\":false}"))
+                {
+                    Record rec = m.Exchange(request, response);
+                    bool ok = (long)rec.PromptTokens == want[0]
+                              && (want[1] < 0 || (long)rec.CompletionTokens == want[1])
+                              && (want[2] < 0 || (long)rec.TotalTokens == want[2]);
+                    Check(ok, string.Format("APIM {0} {1}: got {2}/{3}/{4}, reported {5}/{6}/{7}", op, key,
+                                            rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens,
+                                            want[0], want[1], want[2]));
+                    if (ok) matched++;
+                    // A chargeback line, as a Functions host would write it.
+                    Console.WriteLine("chargeback {0} {1} model={2} prompt={3} completion={4} total={5} source={6}",
+                                      key, op, rec.Model, rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens,
+                                      (Source)rec.Source);
+                }
+            }
+            return matched;
+        }
+
+        // --- the rest of the surface ------------------------------------------------------------
+
+        static void Misuse()
+        {
+            string v = Native.usagetap_version().ToString();
+            Check(v.Split('.').Length == 3, "version " + v);
+            Check(Native.usagetap_result_str((uint)Result.Finished).ToString().Contains("finished"), "result_str");
+            Record rec;
+            Check(Native.usagetap_meter_finish(IntPtr.Zero, out rec) == Result.NullParameter, "NULL meter");
+            Native.usagetap_meter_free(IntPtr.Zero);
+            IntPtr h;
+            byte[] typo = Encoding.UTF8.GetBytes("{\"modle\":1}");
+            Check(Native.usagetap_meter_new(typo, (UIntPtr)typo.Length, out h) == Result.InvalidOptions, "options typo");
+            Check(Native.usagetap_thread_last_error().ToString().Contains("modle"), "options message");
+
+            using (var m = new Meter(null))
+            {
+                byte[] cut = Encoding.UTF8.GetBytes(
+                    "data: {\"id\":\"c\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel");
+                m.Feed(cut, 0, cut.Length);
+                rec = m.Finish();
+                Check(rec.Status == (uint)Status.Truncated && (rec.Flags & Native.FlagTruncated) != 0, "truncated");
+                byte[] more = { (byte)'x' };
+                Check(Native.usagetap_meter_feed(m.Raw, more, (UIntPtr)1) == Result.Finished, "feed after finish");
+                Check(Native.usagetap_meter_last_error(m.Raw).ToString().Contains("finished"), "last error");
+            }
+
+            ulong count;
+            byte[] text = Encoding.UTF8.GetBytes("hello world");
+            byte[] model = Encoding.UTF8.GetBytes("gpt-4o");
+            Check(Native.usagetap_count_tokens(text, (UIntPtr)text.Length, model, (UIntPtr)model.Length, out count) == Result.Ok
+                  && count == 2, "count_tokens " );
+        }
+
+        public static int Main(string[] args)
+        {
+            if (args.Length != 2)
+            {
+                Console.Error.WriteLine("usage: UsagetapHost.exe CASES_FILE APIM_FILE");
+                return 2;
+            }
+            Console.WriteLine("usagetap " + Native.usagetap_version() + " from C#, record struct " +
+                              Marshal.SizeOf(typeof(Record)) + " bytes");
+            Misuse();
+            int streams = MeterCases(args[0]);
+            int events = MeterApimEvents(args[1]);
+            Console.WriteLine("csharp: {0} recorded streams and {1} APIM events matched the reported usage", streams, events);
+            Check(streams >= 30 && events >= 3, "enough cases");
+            Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
+            return failed == 0 ? 0 : 1;
+        }
+    }
+}
