@@ -3,6 +3,7 @@
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod adapters;
 pub mod encoding;
 pub mod error;
 pub mod image;
