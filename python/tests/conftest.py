@@ -1,0 +1,52 @@
+"""Shared fixtures: the recorded corpus (../shared/corpus/dev.jsonl from the repo root)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+CORPUS = Path(os.environ.get("USAGETAP_CORPUS", REPO.parent / "shared" / "corpus" / "dev.jsonl"))
+
+Record = Dict[str, Any]
+
+
+def load_corpus() -> List[Record]:
+    assert CORPUS.is_file(), f"corpus not found at {CORPUS} (set USAGETAP_CORPUS)"
+    with CORPUS.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+_CACHE: List[Record] = []
+
+
+def corpus() -> List[Record]:
+    if not _CACHE:
+        _CACHE.extend(load_corpus())
+    return _CACHE
+
+
+def streams() -> List[Record]:
+    return [r for r in corpus() if r["stream"]]
+
+
+def expected_usage(u: Record) -> Dict[str, Any]:
+    """The service's usage in the record's names (Responses API input/output mapped)."""
+    pd = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
+    cd = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
+    return {
+        "prompt_tokens": u.get("prompt_tokens", u.get("input_tokens")),
+        "completion_tokens": u.get("completion_tokens", u.get("output_tokens")),
+        "total_tokens": u.get("total_tokens"),
+        "cached_tokens": pd.get("cached_tokens"),
+        "reasoning_tokens": cd.get("reasoning_tokens"),
+    }
+
+
+@pytest.fixture(scope="session")
+def records() -> List[Record]:
+    return corpus()

@@ -1,0 +1,77 @@
+"""Many threads at once: same results as one thread, and the GIL is released while working."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import List
+
+import usagetap
+from conftest import Record, corpus, streams
+
+
+def _one_shot(r: Record) -> usagetap.UsageRecord:
+    return usagetap.meter(r["request"], r["response_body"], reconcile=True)
+
+
+def _streamed(r: Record) -> usagetap.UsageRecord:
+    body = r["response_body"].encode()
+    with usagetap.Meter(r["request"], reconcile=True) as m:
+        for i in range(0, len(body), 97):
+            m.feed(body[i : i + 97])
+    assert m.record is not None
+    return m.record
+
+
+def test_many_threads_give_the_same_records() -> None:
+    sample: List[Record] = corpus()[::5] + streams()[::2]
+    serial = [_one_shot(r) for r in sample]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(_one_shot, sample))
+        streamed = list(pool.map(_streamed, sample))
+        counts = list(pool.map(lambda r: usagetap.count_prompt(r["request"]), sample))
+    assert parallel == serial
+    assert streamed == serial
+    assert counts == [usagetap.count_prompt(r["request"]) for r in sample]
+
+
+def test_one_meter_shared_by_threads_serializes_feeds() -> None:
+    """Calls on one Meter are serialized: the record equals feeding the same bytes in order."""
+    line = 'data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "}}]}\n\n'
+    lines = [line] * 400
+    m = usagetap.Meter()
+
+    def feed(chunk: str) -> None:
+        m.feed(chunk)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(feed, lines))
+    rec = m.finish()
+    assert rec.status == "truncated"  # no [DONE]
+    assert rec.choices and rec.computed is not None
+    assert rec.completion_tokens == usagetap.meter(None, "".join(lines)).completion_tokens
+
+
+def test_gil_is_released_during_heavy_work() -> None:
+    text = "The quick brown fox jumps over the lazy dog, again and again. " * 60000  # ~3.7 MB
+    usagetap.count_tokens("warm up the tables")
+    done = threading.Event()
+    span: List[float] = []
+
+    def work() -> None:
+        t0 = time.perf_counter()
+        usagetap.count_tokens(text)
+        span.append(time.perf_counter() - t0)
+        done.set()
+
+    th = threading.Thread(target=work)
+    ticks: List[float] = []
+    th.start()
+    while not done.is_set():
+        ticks.append(time.perf_counter())
+    th.join()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert span and span[0] > 0.05, span
+    # Holding the GIL would stall this loop for the whole call.
+    assert len(ticks) > 1000 and max(gaps) < 0.6 * span[0], (len(ticks), max(gaps), span[0])
