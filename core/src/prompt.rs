@@ -1,16 +1,46 @@
 //! Prompt accounting: the service's framing rules applied to a parsed request.
 //!
-//! Chat prompts use the framing verified on the recorded traffic:
-//! `3 + Σ_messages (3 + tokens(role) + tokens(content) + [name: tokens(name) + 1])`,
-//! with 4 per message and `name` −1 for gpt-3.5-turbo-0301, and one token fewer for reasoning
-//! models. Inputs whose hidden rendering is not verified (tools, schemas, images, tool calls)
-//! are counted by their visible text and flagged `prompt_estimated`.
+//! The chat rules below were measured on the recorded traffic (`dev.jsonl`; research notes in
+//! `notes/prompt-research/FINDINGS.md`, Python reference `prompt_rules.py`). `n(s)` is the token
+//! count of `s` as ordinary text.
+//!
+//! - **Framing**: `3 + Σ_messages (3 + n(role) + n(content) [+ n(name) + 1])`;
+//!   gpt-3.5-turbo-0301 uses 4 per message and −1 per name.
+//! - **Reasoning framing** (o1, o3, o4, gpt-5 families; *not* o1-mini / o1-preview): the reply
+//!   priming is 2 instead of 3 (−1 overall) and every assistant message in the history costs 2
+//!   more (its channel header).
+//! - **Content arrays**: the text parts are concatenated with no separator; each image part adds
+//!   its image tokens.
+//! - **Tools / functions**: rendered as a TypeScript namespace (`render_tools`) appended to the
+//!   first system or developer message after `"\n\n"`, or, without one, as a new system message
+//!   costing `4 + n(section)`; then −1, and −1 per function whose properties carry no title or
+//!   description at all. A named `tool_choice` (or legacy `function_call`) adds
+//!   `4 + n(" to=functions." + NAME)`; `auto`, `none`, `required` add 0.
+//! - **Assistant tool calls**: each call is a message of its own,
+//!   `3 + n("assistant to=functions." + NAME) + n(compact arguments) + 3`; the assistant's text,
+//!   when present, is a normal assistant message besides.
+//! - **Tool results**: `3 + n(called function's name) + n(content)`; the name is looked up by
+//!   `tool_call_id`, and a `name` field on the tool message adds nothing.
+//! - `response_format: json_object` adds 0.
+//!
+//! Whatever rests on an unverified rule is counted by the closest rule and flagged
+//! `prompt_estimated`: `json_schema` response formats, reasoning models with tools or tool
+//! messages, several tool calls in one assistant message, content parts other than text and
+//! images, `prediction`, non-function tools, assistant refusals, and the Responses API beyond
+//! plain messages.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::Deserialize;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 use crate::encoding::Encoding;
+use crate::image;
 use crate::record::{Endpoint, Flags};
-use crate::request::{Content, Message, Request};
+use crate::request::{Content, FunctionCall, Message, Part, Request, ToolCall};
+use crate::wire::{List, Text};
 
 /// A computed prompt count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,123 +53,821 @@ pub struct PromptCount {
     pub flags: Flags,
 }
 
-/// Whether `model` is a reasoning model (o-series, gpt-5 family), whose framing differs.
+/// Whether `model` is a reasoning model (o-series, gpt-5 family), whose completions carry hidden
+/// reasoning tokens.
+///
+/// This is about billing of reasoning, not about prompt framing: o1-mini is a reasoning model but
+/// its prompts use the classic framing.
 pub fn is_reasoning_model(model: &str) -> bool {
     let m = model.strip_prefix("ft:").unwrap_or(model);
-    let o_series = m.len() >= 2
-        && m.as_bytes()[0] == b'o'
-        && m.as_bytes()[1].is_ascii_digit();
+    let o_series = m.len() >= 2 && m.as_bytes()[0] == b'o' && m.as_bytes()[1].is_ascii_digit();
     o_series || (m.starts_with("gpt-5") && !m.contains("chat"))
+}
+
+/// Whether the prompt of `model` uses the reasoning-model framing (2-token priming, +2 per
+/// assistant message). Verified for o3-mini, o4-mini and every gpt-5 variant in the recordings,
+/// gpt-5.2-chat-latest included; o1-mini (and o1-preview) use the classic framing.
+fn reasoning_framing(model: &str) -> bool {
+    let m = model.trim().to_ascii_lowercase();
+    let m = m.strip_prefix("ft:").unwrap_or(&m);
+    if m.starts_with("o1-mini") || m.starts_with("o1-preview") {
+        return false;
+    }
+    ["o1", "o3", "o4", "gpt-5"].iter().any(|p| m.starts_with(p))
 }
 
 /// Counts the prompt of `req` for `endpoint`, `model` and `enc`.
 pub fn count(req: &Request<'_>, endpoint: Endpoint, model: &str, enc: Encoding) -> PromptCount {
-    let mut out = PromptCount::default();
     match endpoint {
-        Endpoint::ChatCompletions => chat(req, model, enc, &mut out),
-        Endpoint::Completions => out.tokens = count_inputs(req.prompt, enc),
-        Endpoint::Embeddings => out.tokens = count_inputs(req.input, enc),
-        Endpoint::Responses => responses(req, enc, &mut out),
+        Endpoint::ChatCompletions => chat(req, model, enc),
+        Endpoint::Completions => PromptCount {
+            tokens: count_inputs(req.prompt, enc),
+            ..Default::default()
+        },
+        Endpoint::Embeddings => PromptCount {
+            tokens: count_inputs(req.input, enc),
+            ..Default::default()
+        },
+        Endpoint::Responses => responses(req, model, enc),
     }
-    out
 }
 
-fn chat(req: &Request<'_>, model: &str, enc: Encoding, out: &mut PromptCount) {
-    let legacy_0301 = model.contains("gpt-3.5-turbo-0301") || model.contains("gpt-35-turbo-0301");
-    let (per_message, per_name): (i64, i64) = if legacy_0301 { (4, -1) } else { (3, 1) };
-    let mut total: i64 = 3;
-    let messages = req.messages.as_ref().map(|m| &m.0[..]).unwrap_or(&[]);
-    for m in messages {
-        total += per_message;
-        total += message_tokens(m, enc, out) as i64;
-        if let Some(name) = m.name.as_deref() {
-            total += enc.count(name) as i64 + per_name;
-        }
-    }
-    if is_reasoning_model(model) {
-        total -= 1;
-    }
-    if req.tools.is_some() || req.functions.is_some() {
-        out.flags.insert(Flags::PROMPT_ESTIMATED);
-        total += raw_text_tokens(req.tools, enc) as i64 + raw_text_tokens(req.functions, enc) as i64;
-    }
-    if let Some(rf) = req.response_format {
-        if rf.get().contains("json_schema") {
-            out.flags.insert(Flags::PROMPT_ESTIMATED);
-        }
-    }
-    out.tokens = total.max(0) as u64;
+// ------------------------------------------------------------------------------------------
+// The counter shared by chat and the Responses API
+
+struct Counter<'m> {
+    enc: Encoding,
+    model: &'m str,
+    per_message: i64,
+    per_name: i64,
+    reasoning: bool,
+    total: i64,
+    image_tokens: Option<u64>,
+    flags: Flags,
 }
 
-fn message_tokens(m: &Message<'_>, enc: Encoding, out: &mut PromptCount) -> usize {
-    let mut n = m.role.as_deref().map_or(0, |r| enc.count(r));
-    match &m.content {
-        Content::None => {}
-        Content::Text(t) => n += enc.count(t),
-        Content::Parts(parts) => {
-            for p in parts {
-                match p.kind.as_deref() {
-                    Some("text" | "input_text" | "output_text") => {
-                        n += p.text.as_deref().map_or(0, |t| enc.count(t))
-                    }
-                    Some("image_url" | "input_image") => {
-                        out.flags.insert(Flags::PROMPT_ESTIMATED | Flags::IMAGE_SIZE_UNKNOWN)
-                    }
-                    _ => out.flags.insert(Flags::PROMPT_ESTIMATED),
+impl<'m> Counter<'m> {
+    fn new(model: &'m str, enc: Encoding) -> Self {
+        let legacy_0301 =
+            model.contains("gpt-3.5-turbo-0301") || model.contains("gpt-35-turbo-0301");
+        let (per_message, per_name) = if legacy_0301 { (4, -1) } else { (3, 1) };
+        Counter {
+            enc,
+            model,
+            per_message,
+            per_name,
+            reasoning: reasoning_framing(model),
+            // Reply priming.
+            total: 3,
+            image_tokens: None,
+            flags: Flags::EMPTY,
+        }
+    }
+
+    fn n(&self, s: &str) -> i64 {
+        self.enc.count(s) as i64
+    }
+
+    fn estimated(&mut self) {
+        self.flags.insert(Flags::PROMPT_ESTIMATED);
+    }
+
+    /// A plain message: `per_message + n(role) + n(text) [+ n(name) + per_name]`, plus 2 for an
+    /// assistant message under the reasoning framing.
+    fn message(&mut self, role: &str, text: &str, name: Option<&str>) {
+        self.total += self.per_message + self.n(role) + self.n(text);
+        if let Some(name) = name {
+            self.total += self.n(name) + self.per_name;
+        }
+        if self.reasoning && role == "assistant" {
+            self.total += 2;
+        }
+    }
+
+    /// One assistant tool call, rendered as its own message.
+    fn call(&mut self, name: &str, arguments: &str) {
+        let header = format!("assistant to=functions.{name}");
+        self.total += self.per_message + self.n(&header) + self.n(&compact_json(arguments)) + 3;
+    }
+
+    /// The text of `content` (text parts concatenated with no separator). Image parts add their
+    /// tokens to the count; other parts are flagged.
+    fn content<'c>(&mut self, content: &'c Content<'_>) -> Cow<'c, str> {
+        match content {
+            Content::None => Cow::Borrowed(""),
+            Content::Text(t) => Cow::Borrowed(t),
+            Content::Parts(parts) => {
+                let mut text = String::new();
+                for p in parts {
+                    self.part(p, &mut text);
                 }
+                Cow::Owned(text)
             }
         }
     }
-    for call in &m.tool_calls.0 {
-        out.flags.insert(Flags::PROMPT_ESTIMATED);
-        if let Some(f) = &call.function {
-            n += f.name.as_deref().map_or(0, |t| enc.count(t));
-            n += f.arguments.as_deref().map_or(0, |t| enc.count(t));
+
+    fn part(&mut self, p: &Part<'_>, text: &mut String) {
+        match p.kind.as_deref() {
+            Some("text" | "input_text" | "output_text") => {
+                text.push_str(p.text.as_deref().unwrap_or(""));
+            }
+            Some("image_url" | "input_image") => {
+                let (url, detail) = match &p.image_url {
+                    Some(i) => (
+                        i.url.as_deref(),
+                        i.detail.as_deref().or(p.detail.as_deref()),
+                    ),
+                    None => (None, p.detail.as_deref()),
+                };
+                let t = image_part_tokens(self.model, url, detail, &mut self.flags);
+                self.total = self
+                    .total
+                    .saturating_add(i64::try_from(t).unwrap_or(i64::MAX));
+                self.image_tokens = Some(self.image_tokens.unwrap_or(0).saturating_add(t));
+            }
+            Some("refusal") => {
+                // Unverified: counted as text.
+                self.estimated();
+                text.push_str(p.refusal.as_deref().unwrap_or(""));
+            }
+            // Audio, files and unknown parts add hidden tokens no rule covers.
+            _ => self.estimated(),
         }
     }
-    if let Some(f) = &m.function_call {
-        out.flags.insert(Flags::PROMPT_ESTIMATED);
-        n += f.name.as_deref().map_or(0, |t| enc.count(t));
-        n += f.arguments.as_deref().map_or(0, |t| enc.count(t));
+
+    fn finish(mut self) -> PromptCount {
+        if self.reasoning {
+            self.total -= 1;
+        }
+        PromptCount {
+            tokens: self.total.max(0) as u64,
+            image_tokens: self.image_tokens,
+            flags: self.flags,
+        }
     }
-    if m.role.as_deref() == Some("tool") {
-        out.flags.insert(Flags::PROMPT_ESTIMATED);
-    }
-    n
 }
 
-fn responses(req: &Request<'_>, enc: Encoding, out: &mut PromptCount) {
-    out.flags.insert(Flags::PROMPT_ESTIMATED);
-    let mut n = req.instructions.as_deref().map_or(0, |t| enc.count(t));
-    n += raw_text_tokens(req.input, enc);
-    out.tokens = n as u64;
+/// `arguments` re-serialized as compact JSON when it parses, else as sent.
+fn compact_json(arguments: &str) -> Cow<'_, str> {
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(v) => serde_json::to_string(&v).map_or(Cow::Borrowed(arguments), Cow::Owned),
+        Err(_) => Cow::Borrowed(arguments),
+    }
 }
+
+// ------------------------------------------------------------------------------------------
+// Chat completions
+
+fn chat(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
+    let mut c = Counter::new(model, enc);
+    let messages = req.messages.as_ref().map_or(&[][..], |m| &m.0[..]);
+    count_messages(&mut c, req, messages);
+    if let Some(rf) = raw_value(req.response_format) {
+        match rf.get("type").and_then(Value::as_str) {
+            // JSON mode adds nothing (verified).
+            Some("text" | "json_object") => {}
+            // Structured outputs add hidden text no rule reproduces yet.
+            _ => c.estimated(),
+        }
+    }
+    c.finish()
+}
+
+/// Counts `messages` and the request's tools into `c` (the core of chat and Responses).
+fn count_messages(c: &mut Counter<'_>, req: &Request<'_>, messages: &[Message<'_>]) {
+    if raw_value(req.prediction).is_some() {
+        // One record: +12 over the framing, no rule.
+        c.estimated();
+    }
+
+    let tools = tool_section(req, c);
+    let system = tools.as_ref().and_then(|_| {
+        messages
+            .iter()
+            .position(|m| matches!(m.role.as_deref(), Some("system" | "developer")))
+    });
+    let mut tool_use = tools.is_some();
+    if let Some(sec) = &tools {
+        if system.is_none() {
+            c.total += 4 + c.n(sec);
+        }
+    }
+
+    // Tool results name the called function, found by call id.
+    let mut called: HashMap<&str, &str> = HashMap::new();
+    for m in messages {
+        for call in &m.tool_calls.0 {
+            if let Some(id) = call.id.as_deref() {
+                let name = call
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.name.as_deref())
+                    .unwrap_or("");
+                called.insert(id, name);
+            }
+        }
+    }
+
+    for (i, m) in messages.iter().enumerate() {
+        let role = m.role.as_deref().unwrap_or("");
+        let mut text = c.content(&m.content);
+        if let Some(r) = m.refusal.as_deref() {
+            // A refusal in history: unverified, counted as text.
+            c.estimated();
+            text.to_mut().push_str(r);
+        }
+        if Some(i) == system {
+            if let Some(sec) = &tools {
+                let t = text.to_mut();
+                t.push_str("\n\n");
+                t.push_str(sec);
+            }
+        }
+
+        let legacy_call: Option<&FunctionCall<'_>> = m.function_call.as_ref();
+        if role == "assistant" && (!m.tool_calls.0.is_empty() || legacy_call.is_some()) {
+            tool_use = true;
+            if !text.is_empty() {
+                c.total += c.per_message + c.n(role) + c.n(&text);
+            }
+            if let Some(name) = m.name.as_deref() {
+                // 2 records, both −1 off: possibly n(name) alone here.
+                c.total += c.n(name) + c.per_name;
+            }
+            if m.tool_calls.0.len() > 1 {
+                // Parallel calls: the separate-message rendering is exact only for some.
+                c.estimated();
+            }
+            if m.tool_calls.0.is_empty() {
+                if let Some(f) = legacy_call {
+                    c.call(
+                        f.name.as_deref().unwrap_or(""),
+                        f.arguments.as_deref().unwrap_or(""),
+                    );
+                }
+            }
+            for call in &m.tool_calls.0 {
+                if call.kind.as_deref().is_some_and(|k| k != "function") {
+                    c.estimated();
+                }
+                let f = call.function.as_ref();
+                let name = f.and_then(|f| f.name.as_deref()).unwrap_or("");
+                let args = f.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+                c.call(name, args);
+            }
+            continue;
+        }
+        if role == "tool" || role == "function" {
+            tool_use = true;
+            let by_id = m
+                .tool_call_id
+                .as_deref()
+                .and_then(|id| called.get(id).copied());
+            let name = match by_id.filter(|n| !n.is_empty()).or(m.name.as_deref()) {
+                Some(n) => n,
+                None => {
+                    c.estimated();
+                    ""
+                }
+            };
+            c.total += c.per_message + c.n(name) + c.n(&text);
+            continue;
+        }
+        c.message(role, &text, m.name.as_deref());
+    }
+
+    if tool_use && c.reasoning {
+        // Reasoning models render tools and tool turns differently (+9 to +99); unmeasured.
+        c.estimated();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Tools
+
+/// The hidden tools section of `req` with its constant adjustments applied to `c`, or `None`
+/// when the request defines no function.
+fn tool_section(req: &Request<'_>, c: &mut Counter<'_>) -> Option<String> {
+    let tools = raw_value(req.tools);
+    let functions = raw_value(req.functions);
+    let mut list: Vec<&Value> = Vec::new();
+    match tools
+        .as_ref()
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty())
+    {
+        Some(tools) => {
+            for t in tools {
+                let kind = t.get("type").map_or(Some("function"), Value::as_str);
+                if kind == Some("function") {
+                    // Chat nests the function; the Responses API puts it flat.
+                    list.push(t.get("function").unwrap_or(t));
+                } else {
+                    // Built-in and custom tools: no rule.
+                    c.estimated();
+                }
+            }
+        }
+        None => {
+            if let Some(Value::Array(f)) = &functions {
+                list.extend(f.iter());
+            }
+        }
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let (sec, overflow) = render(&list);
+    if overflow {
+        c.estimated();
+    }
+    c.total -= 1;
+    c.total -= list.iter().filter(|f| no_property_comments(f)).count() as i64;
+    c.total += tool_choice_tokens(req, c);
+    Some(sec)
+}
+
+/// Tokens of `tool_choice` (or legacy `function_call`): 0 for `auto`, `none`, `required`;
+/// `4 + n(" to=functions." + NAME)` for a named function.
+fn tool_choice_tokens(req: &Request<'_>, c: &mut Counter<'_>) -> i64 {
+    let choice = raw_value(req.tool_choice)
+        .filter(|v| !is_falsy(v))
+        .or_else(|| raw_value(req.function_call));
+    match choice {
+        None | Some(Value::Null) => 0,
+        Some(Value::String(s)) => {
+            if !matches!(s.as_str(), "auto" | "none" | "required") {
+                c.estimated();
+            }
+            0
+        }
+        Some(Value::Object(o)) => {
+            let f = o.get("function").and_then(Value::as_object).unwrap_or(&o);
+            let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+            if name.is_empty() {
+                // `allowed_tools`, built-in tools: no rule.
+                c.estimated();
+            }
+            4 + c.n(&format!(" to=functions.{name}"))
+        }
+        Some(_) => {
+            c.estimated();
+            0
+        }
+    }
+}
+
+/// Whether a function's properties are non-empty and none carries a title or description: such
+/// a function costs one token less (indistinguishable in the data from "the first property has
+/// no comment").
+fn no_property_comments(f: &Value) -> bool {
+    let props = f
+        .get("parameters")
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object);
+    match props {
+        Some(props) if !props.is_empty() => !props.values().any(|v| {
+            non_empty_str(v.get("title")).is_some() || non_empty_str(v.get("description")).is_some()
+        }),
+        _ => false,
+    }
+}
+
+/// Renders function definitions (the `function` objects of `tools`, or legacy `functions`) as
+/// the hidden TypeScript namespace the service prepends:
+///
+/// ```text
+/// # Tools
+///
+/// ## functions
+///
+/// namespace functions {
+///
+/// // description
+/// type NAME = (_: {
+/// // property description
+/// prop: string,
+/// opt?: number, // default: 5
+/// }) => any;
+///
+/// } // namespace functions
+/// ```
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) fn render_tools(functions: &[&Value]) -> String {
+    render(functions).0
+}
+
+/// Schemas nested deeper than this (e.g. a recursive `$ref`) render as `any` and are flagged.
+const MAX_SCHEMA_DEPTH: usize = 32;
+
+fn render(functions: &[&Value]) -> (String, bool) {
+    let mut r = Ts {
+        defs: None,
+        overflow: false,
+    };
+    let mut items: Vec<String> = vec!["## functions\n".into(), "namespace functions {\n".into()];
+    let empty = Map::new();
+    for f in functions {
+        if let Some(d) = f.get("description").and_then(Value::as_str) {
+            for line in d.trim().lines() {
+                let line = line.trim();
+                items.push(if line.is_empty() {
+                    "//".into()
+                } else {
+                    format!("// {line}")
+                });
+            }
+        }
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        let params = f
+            .get("parameters")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        let has_props = params
+            .get("properties")
+            .and_then(Value::as_object)
+            .is_some_and(|p| !p.is_empty());
+        if let (true, Some(title)) = (has_props, params.get("title").and_then(Value::as_str)) {
+            items.push(format!("// {title}"));
+        }
+        if has_props {
+            r.defs = [params.get("$defs"), params.get("definitions")]
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .find(|d| !d.is_empty());
+            let mut ts = String::new();
+            r.ts(&Value::Object(params.clone()), &mut ts, 0);
+            items.push(format!("type {name} = (_: {ts}) => any;\n"));
+        } else {
+            items.push(format!("type {name} = () => any;\n"));
+        }
+    }
+    items.push("} // namespace functions".into());
+    (format!("# Tools\n\n{}", items.join("\n")), r.overflow)
+}
+
+/// The TypeScript rendering of a JSON schema, with `$ref`s into `defs` inlined.
+struct Ts<'v> {
+    defs: Option<&'v Map<String, Value>>,
+    overflow: bool,
+}
+
+impl<'v> Ts<'v> {
+    /// `v` with a `$ref` into the definitions replaced by the definition, `v`'s own keys
+    /// overriding the definition's.
+    fn deref<'a>(&self, v: &'a Value) -> Cow<'a, Value> {
+        let (Some(defs), Some(o)) = (self.defs, v.as_object()) else {
+            return Cow::Borrowed(v);
+        };
+        let Some(r) = o.get("$ref") else {
+            return Cow::Borrowed(v);
+        };
+        let key = r
+            .as_str()
+            .map_or("", |r| r.rsplit('/').next().unwrap_or(""));
+        let mut d = defs
+            .get(key)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for (k, x) in o {
+            if k != "$ref" {
+                d.insert(k.clone(), x.clone());
+            }
+        }
+        Cow::Owned(Value::Object(d))
+    }
+
+    fn ts(&mut self, schema: &Value, out: &mut String, depth: usize) {
+        if depth > MAX_SCHEMA_DEPTH {
+            self.overflow = true;
+            out.push_str("any");
+            return;
+        }
+        let schema = self.deref(schema);
+        let Some(o) = schema.as_object() else {
+            out.push_str("any");
+            return;
+        };
+        let t = o.get("type");
+        if let Some(Value::Array(types)) = t {
+            let names: Vec<Cow<'_, str>> = types
+                .iter()
+                .map(|x| {
+                    if x.as_str() == Some("integer") {
+                        Cow::Borrowed("number")
+                    } else {
+                        py_str(x)
+                    }
+                })
+                .collect();
+            out.push_str(&names.join(" | "));
+            return;
+        }
+        let enum_values = o
+            .get("enum")
+            .and_then(Value::as_array)
+            .filter(|e| !e.is_empty());
+        match t.and_then(Value::as_str) {
+            Some("object") => self.object(o, out, depth),
+            None if matches!(t, None | Some(Value::Null)) && o.contains_key("properties") => {
+                self.object(o, out, depth)
+            }
+            Some("string") => match enum_values {
+                Some(e) => {
+                    let v: Vec<String> = e.iter().map(|x| format!("\"{}\"", py_str(x))).collect();
+                    out.push_str(&v.join(" | "));
+                }
+                None => out.push_str("string"),
+            },
+            Some("number" | "integer") => match enum_values {
+                Some(e) => {
+                    let v: Vec<Cow<'_, str>> = e.iter().map(py_str).collect();
+                    out.push_str(&v.join(" | "));
+                }
+                None => out.push_str("number"),
+            },
+            Some("boolean") => out.push_str("boolean"),
+            Some("null") => out.push_str("null"),
+            Some("array") => match o.get("items") {
+                None => out.push_str("any[]"),
+                Some(items) => {
+                    let it = self.deref(items);
+                    let object_items = it.as_object().is_some_and(|i| {
+                        i.get("type").and_then(Value::as_str) == Some("object")
+                            || i.contains_key("properties")
+                    });
+                    if object_items {
+                        out.push_str("Array<\n");
+                        comment_block(&it, out);
+                        self.ts(&it, out, depth + 1);
+                        out.push_str("\n>");
+                    } else {
+                        self.ts(&it, out, depth + 1);
+                        out.push_str("[]");
+                    }
+                }
+            },
+            _ => out.push_str("any"),
+        }
+    }
+
+    fn object(&mut self, o: &Map<String, Value>, out: &mut String, depth: usize) {
+        out.push_str("{\n");
+        let required: Vec<&str> = o
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(props) = o.get("properties").and_then(Value::as_object) {
+            for (k, v) in props {
+                let v = self.deref(v);
+                comment_block(&v, out);
+                out.push_str(k);
+                if !required.contains(&k.as_str()) {
+                    out.push('?');
+                }
+                out.push_str(": ");
+                self.ts(&v, out, depth + 1);
+                out.push(',');
+                if let Some(d) = v.get("default") {
+                    out.push_str(" // default: ");
+                    match d {
+                        Value::String(s) => {
+                            out.push('"');
+                            out.push_str(s);
+                            out.push('"');
+                        }
+                        other => out.push_str(&other.to_string()),
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out.push('}');
+    }
+}
+
+/// The comment lines of a schema's title and description, each followed by `"\n"`:
+/// `// T` / `//` / `// D`, or just the one present.
+fn comment_block(v: &Value, out: &mut String) {
+    let title = non_empty_str(v.get("title"));
+    let desc = non_empty_str(v.get("description"));
+    match (title, desc) {
+        (Some(t), Some(d)) => {
+            out.push_str("// ");
+            out.push_str(t);
+            out.push_str("\n//\n// ");
+            out.push_str(d);
+            out.push('\n');
+        }
+        (Some(s), None) | (None, Some(s)) => {
+            out.push_str("// ");
+            out.push_str(s);
+            out.push('\n');
+        }
+        (None, None) => {}
+    }
+}
+
+fn non_empty_str(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// A JSON scalar as Python's `str()` prints it (the rendering the rules were measured with):
+/// strings bare, numbers as JSON, `True`/`False`/`None`.
+fn py_str(v: &Value) -> Cow<'_, str> {
+    match v {
+        Value::String(s) => Cow::Borrowed(s),
+        Value::Bool(true) => Cow::Borrowed("True"),
+        Value::Bool(false) => Cow::Borrowed("False"),
+        Value::Null => Cow::Borrowed("None"),
+        other => Cow::Owned(other.to_string()),
+    }
+}
+
+/// A raw JSON value parsed (property order kept), `None` when absent, `null` or unreadable.
+fn raw_value(raw: Option<&RawValue>) -> Option<Value> {
+    let v = serde_json::from_str::<Value>(raw?.get()).ok()?;
+    (!v.is_null()).then_some(v)
+}
+
+fn is_falsy(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+        Value::Number(_) => false,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Images
+
+/// Image tokens of one image part (chat `image_url`, Responses `input_image`), added to the
+/// prompt and to `image_tokens`: the size comes from the header of a `data:` URL (never
+/// fetched), the tokens from the image rules of `model`. An http(s) URL, a `file_id` or an
+/// unreadable header is `image_size_unknown` (the image module's point estimate is used); a rule
+/// that is not verified or a missing size is `image_tokens_estimated`.
+fn image_part_tokens(
+    model: &str,
+    url: Option<&str>,
+    detail: Option<&str>,
+    flags: &mut Flags,
+) -> u64 {
+    let size = url
+        .filter(|u| u.starts_with("data:"))
+        .and_then(|u| image::sniff_data_url(u, image::DEFAULT_MAX_BASE64))
+        .map(|(_, size)| size);
+    if size.is_none() {
+        flags.insert(Flags::IMAGE_SIZE_UNKNOWN);
+    }
+    let est = image::image_tokens(model, image::Detail::parse(detail), size);
+    if !est.exact_rule || !est.size_known {
+        flags.insert(Flags::IMAGE_TOKENS_ESTIMATED);
+    }
+    est.tokens
+}
+
+// ------------------------------------------------------------------------------------------
+// Responses API
+
+/// One item of a Responses API `input` array.
+#[derive(Deserialize)]
+struct InputItem<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Text<'a>,
+    #[serde(borrow, default)]
+    role: Text<'a>,
+    #[serde(borrow, default)]
+    content: Content<'a>,
+    #[serde(borrow, default)]
+    name: Text<'a>,
+    #[serde(borrow, default)]
+    arguments: Text<'a>,
+    #[serde(borrow, default)]
+    call_id: Text<'a>,
+    #[serde(borrow, default)]
+    output: Content<'a>,
+}
+
+/// The Responses API counted as chat: `instructions` is a system message (verified with image
+/// records that match their chat twins), `input` a user message or a list of messages. Function
+/// calls, their outputs, tools, other items, text formats and `previous_response_id` are
+/// counted by the chat rules but flagged.
+fn responses(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
+    let mut c = Counter::new(model, enc);
+    let mut messages: Vec<Message<'_>> = Vec::new();
+    if let Some(i) = req.instructions.0.clone() {
+        messages.push(Message {
+            role: Text(Some("system".into())),
+            content: Content::Text(i),
+            ..Default::default()
+        });
+    }
+    if let Some(raw) = req.input {
+        let s = raw.get().trim_start();
+        if s.starts_with('"') {
+            if let Ok(t) = serde_json::from_str::<Text<'_>>(raw.get()) {
+                messages.push(Message {
+                    role: Text(Some("user".into())),
+                    content: t.0.map_or(Content::None, Content::Text),
+                    ..Default::default()
+                });
+            }
+        } else {
+            match serde_json::from_str::<List<InputItem<'_>>>(raw.get()) {
+                Ok(items) => {
+                    for it in items.0 {
+                        input_item(&mut c, it, &mut messages);
+                    }
+                }
+                Err(_) => c.estimated(),
+            }
+        }
+    }
+    if raw_value(req.prompt).is_some() {
+        // A stored prompt template: its text lives on the server.
+        c.estimated();
+    }
+    if req.previous_response_id.0.is_some() {
+        // The stored conversation is part of the prompt and not visible here.
+        c.estimated();
+    }
+    if raw_value(req.tools).is_some() {
+        c.estimated();
+    }
+    if let Some(text) = raw_value(req.text) {
+        let kind = text
+            .get("format")
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str);
+        if !matches!(kind, None | Some("text")) {
+            c.estimated();
+        }
+    }
+    count_messages(&mut c, req, &messages);
+    c.finish()
+}
+
+fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Message<'a>>) {
+    match it.kind.as_deref() {
+        None | Some("message") if it.role.0.is_some() => {
+            messages.push(Message {
+                role: it.role,
+                content: it.content,
+                name: it.name,
+                ..Default::default()
+            });
+        }
+        Some("function_call") => {
+            c.estimated();
+            let call = ToolCall {
+                id: it.call_id,
+                kind: Text(Some("function".into())),
+                function: Some(FunctionCall {
+                    name: it.name,
+                    arguments: it.arguments,
+                }),
+            };
+            messages.push(Message {
+                role: Text(Some("assistant".into())),
+                tool_calls: List(vec![call]),
+                ..Default::default()
+            });
+        }
+        Some("function_call_output") => {
+            c.estimated();
+            messages.push(Message {
+                role: Text(Some("tool".into())),
+                content: it.output,
+                tool_call_id: it.call_id,
+                ..Default::default()
+            });
+        }
+        // Reasoning items, built-in tool calls, item references: no rule.
+        _ => c.estimated(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Completions and embeddings
 
 /// Tokens of a `prompt` / `input` value: a string, an array of strings, a token array, or an
 /// array of token arrays.
 fn count_inputs(raw: Option<&RawValue>, enc: Encoding) -> u64 {
     let Some(raw) = raw else { return 0 };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw.get()) else { return 0 };
-    fn walk(v: &serde_json::Value, enc: Encoding) -> u64 {
+    let Ok(v) = serde_json::from_str::<Value>(raw.get()) else {
+        return 0;
+    };
+    fn walk(v: &Value, enc: Encoding) -> u64 {
         match v {
-            serde_json::Value::String(s) => enc.count(s) as u64,
-            serde_json::Value::Number(_) => 1,
-            serde_json::Value::Array(a) => a.iter().map(|x| walk(x, enc)).sum(),
-            _ => 0,
-        }
-    }
-    walk(&v, enc)
-}
-
-/// Tokens of every string inside a raw JSON value (a visible-text estimate).
-fn raw_text_tokens(raw: Option<&RawValue>, enc: Encoding) -> usize {
-    let Some(raw) = raw else { return 0 };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw.get()) else { return 0 };
-    fn walk(v: &serde_json::Value, enc: Encoding) -> usize {
-        match v {
-            serde_json::Value::String(s) => enc.count(s),
-            serde_json::Value::Array(a) => a.iter().map(|x| walk(x, enc)).sum(),
-            serde_json::Value::Object(o) => o.values().map(|x| walk(x, enc)).sum(),
+            Value::String(s) => enc.count(s) as u64,
+            Value::Number(_) => 1,
+            Value::Array(a) => a.iter().map(|x| walk(x, enc)).sum(),
             _ => 0,
         }
     }
@@ -150,17 +878,315 @@ fn raw_text_tokens(raw: Option<&RawValue>, enc: Encoding) -> usize {
 mod tests {
     use super::*;
 
+    fn chat_count(body: &str, model: &str, enc: Encoding) -> PromptCount {
+        let r = Request::parse(body.as_bytes()).unwrap();
+        count(&r, Endpoint::ChatCompletions, model, enc)
+    }
+
     #[test]
     fn classic_framing() {
         // 3 priming + (3 + "user" 1 + "Hello" 1) = 8 in o200k and cl100k.
         let r = Request::parse(br#"{"messages":[{"role":"user","content":"Hello"}]}"#).unwrap();
-        for (model, enc) in [("gpt-4o", Encoding::O200kBase), ("gpt-4", Encoding::Cl100kBase)] {
+        for (model, enc) in [
+            ("gpt-4o", Encoding::O200kBase),
+            ("gpt-4", Encoding::Cl100kBase),
+        ] {
             let c = count(&r, Endpoint::ChatCompletions, model, enc);
             assert_eq!(c.tokens, 8, "{model}");
             assert!(c.flags.is_empty());
         }
-        assert_eq!(count(&r, Endpoint::ChatCompletions, "o3-mini", Encoding::O200kBase).tokens, 7);
-        assert_eq!(count(&r, Endpoint::ChatCompletions, "gpt-3.5-turbo-0301", Encoding::Cl100kBase).tokens, 9);
+        assert_eq!(
+            count(
+                &r,
+                Endpoint::ChatCompletions,
+                "o3-mini",
+                Encoding::O200kBase
+            )
+            .tokens,
+            7
+        );
+        assert_eq!(
+            count(
+                &r,
+                Endpoint::ChatCompletions,
+                "gpt-3.5-turbo-0301",
+                Encoding::Cl100kBase
+            )
+            .tokens,
+            9
+        );
+    }
+
+    #[test]
+    fn names_and_0301() {
+        let e = Encoding::Cl100kBase;
+        let body = r#"{"messages":[{"role":"system","content":"Be brief."},
+            {"role":"user","name":"alice_smith","content":"What is 2+2?"}]}"#;
+        let base = 3
+            + (3 + e.count("system") + e.count("Be brief."))
+            + (3 + e.count("user") + e.count("What is 2+2?"));
+        let name = e.count("alice_smith");
+        assert_eq!(
+            chat_count(body, "gpt-4-0613", e).tokens as usize,
+            base + name + 1
+        );
+        // 0301: 4 per message, a name costs one less than its tokens.
+        assert_eq!(
+            chat_count(body, "gpt-3.5-turbo-0301", e).tokens as usize,
+            base + 2 + name - 1
+        );
+    }
+
+    #[test]
+    fn reasoning_framing_assistant_turns() {
+        let e = Encoding::O200kBase;
+        let body = r#"{"messages":[{"role":"user","content":"Hi"},
+            {"role":"assistant","content":"Hello! How can I help?"},
+            {"role":"user","content":"Tell me a joke."}]}"#;
+        let classic = 3
+            + (3 + e.count("user") + e.count("Hi"))
+            + (3 + e.count("assistant") + e.count("Hello! How can I help?"))
+            + (3 + e.count("user") + e.count("Tell me a joke."));
+        assert_eq!(chat_count(body, "gpt-4o", e).tokens as usize, classic);
+        for m in [
+            "gpt-5-mini",
+            "o3-mini-2025-01-31",
+            "o4-mini",
+            "gpt-5.2-chat-latest",
+        ] {
+            let c = chat_count(body, m, e);
+            // −1 priming, +2 for the assistant message in history.
+            assert_eq!(c.tokens as usize, classic + 1, "{m}");
+            assert!(c.flags.is_empty(), "{m}");
+        }
+        // o1-mini keeps the classic framing.
+        assert_eq!(
+            chat_count(body, "o1-mini-2024-09-12", e).tokens as usize,
+            classic
+        );
+        assert!(reasoning_framing("o1-2024-12-17") && !reasoning_framing("o1-preview"));
+        assert!(is_reasoning_model("o1-mini"));
+    }
+
+    #[test]
+    fn content_arrays_concatenate_text() {
+        let e = Encoding::O200kBase;
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"Hello"},{"type":"text","text":" world"},{"type":"text","text":"!!"}]}]}"#;
+        let c = chat_count(body, "gpt-4o", e);
+        assert_eq!(
+            c.tokens as usize,
+            3 + 3 + e.count("user") + e.count("Hello world!!")
+        );
+        assert!(c.flags.is_empty());
+        // Unknown parts are flagged.
+        let body = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"hi"},{"type":"input_audio","input_audio":{"data":"AAAA","format":"wav"}}]}]}"#;
+        assert!(chat_count(body, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn image_parts_add_image_tokens() {
+        let e = Encoding::O200kBase;
+        // A 640x480 PNG header: 2 tiles on gpt-4o (85 + 2·170), wherever the image sits.
+        let png =
+            "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAoAAAAHgCAIAAAC6s0uzAAAAAElFTkSuQmCC";
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"{png}"}}}},{{"type":"text","text":"What is this?"}}]}}]}}"#
+        );
+        let text = 3 + 3 + e.count("user") + e.count("What is this?");
+        let c = chat_count(&body, "gpt-4o-2024-08-06", e);
+        assert_eq!((c.tokens as usize, c.image_tokens), (text + 425, Some(425)));
+        assert!(c.flags.is_empty(), "{:?}", c.flags);
+        // gpt-4o-mini: 2833 + 2·5667.
+        assert_eq!(
+            chat_count(&body, "gpt-4o-mini", e).image_tokens,
+            Some(14167)
+        );
+        // An http URL: size unknown, a point estimate, flagged.
+        let body = body.replace(png, "https://example.com/cat.png");
+        let c = chat_count(&body, "gpt-4o", e);
+        assert!(c.image_tokens.is_some());
+        assert!(
+            c.flags.contains(Flags::IMAGE_SIZE_UNKNOWN)
+                && c.flags.contains(Flags::IMAGE_TOKENS_ESTIMATED)
+        );
+        assert!(!c.flags.contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn json_object_adds_nothing_json_schema_is_flagged() {
+        let e = Encoding::O200kBase;
+        let plain = r#"{"messages":[{"role":"user","content":"Reply in JSON."}]}"#;
+        let obj = r#"{"messages":[{"role":"user","content":"Reply in JSON."}],"response_format":{"type":"json_object"}}"#;
+        let a = chat_count(plain, "gpt-4o", e);
+        let b = chat_count(obj, "gpt-4o", e);
+        assert_eq!(a, b);
+        let schema = r#"{"messages":[{"role":"user","content":"Reply in JSON."}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}}"#;
+        assert!(chat_count(schema, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
+        let pred = r#"{"messages":[{"role":"user","content":"x"}],"prediction":{"type":"content","content":"x"}}"#;
+        assert!(chat_count(pred, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    const WEATHER: &str = r##"{"type":"function","function":{"name":"get_weather","description":"Get the weather.\n\n  Uses the API.  ","parameters":{"type":"object","properties":{"location":{"type":"string","description":"City name"},"unit":{"type":"string","enum":["c","f"],"default":"c"},"days":{"type":"integer","title":"Days","description":"How many","default":3},"nested":{"type":"object","properties":{"flag":{"type":["boolean","null"]}},"required":["flag"]},"tags":{"type":"array","items":{"type":"string"}},"points":{"type":"array","items":{"$ref":"#/$defs/Point"}},"any":{}},"required":["location"],"$defs":{"Point":{"type":"object","title":"Point","description":"A point","properties":{"x":{"type":"number"}}}}}}}"##;
+
+    fn functions_of(tools: &str) -> Vec<Value> {
+        let v: Value = serde_json::from_str(tools).unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.get("function").unwrap_or(t).clone())
+            .collect()
+    }
+
+    #[test]
+    fn tools_rendering_exact_text() {
+        let fs = functions_of(&format!(
+            r#"[{WEATHER},{{"type":"function","function":{{"name":"ping"}}}}]"#
+        ));
+        let refs: Vec<&Value> = fs.iter().collect();
+        let expected = "# Tools\n\n## functions\n\nnamespace functions {\n\n\
+// Get the weather.\n//\n// Uses the API.\n\
+type get_weather = (_: {\n\
+// City name\n\
+location: string,\n\
+unit?: \"c\" | \"f\", // default: \"c\"\n\
+// Days\n//\n// How many\n\
+days?: number, // default: 3\n\
+nested?: {\n\
+flag: boolean | null,\n\
+},\n\
+tags?: string[],\n\
+points?: Array<\n// Point\n//\n// A point\n{\n\
+x?: number,\n\
+}\n>,\n\
+any?: any,\n\
+}) => any;\n\n\
+type ping = () => any;\n\n\
+} // namespace functions";
+        assert_eq!(render_tools(&refs), expected);
+        // Top-level title, integer enum, untyped object with properties.
+        let f: Value = serde_json::from_str(r#"{"name":"f","parameters":{"title":"Args","properties":{"n":{"type":"integer","enum":[1,2]},"o":{"properties":{"a":{"type":"string"}}}}}}"#).unwrap();
+        assert_eq!(
+            render_tools(&[&f]),
+            "# Tools\n\n## functions\n\nnamespace functions {\n\n// Args\ntype f = (_: {\nn?: 1 | 2,\no?: {\na?: string,\n},\n}) => any;\n\n} // namespace functions"
+        );
+    }
+
+    #[test]
+    fn tools_placement_and_constants() {
+        let e = Encoding::O200kBase;
+        let fs = functions_of(&format!("[{WEATHER}]"));
+        let sec = render_tools(&[&fs[0]]);
+        // No system message: a new one at 4 + n(section); −1 once (the function has comments).
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":"Weather in Paris?"}}],"tools":[{WEATHER}]}}"#
+        );
+        let user = 3 + e.count("user") + e.count("Weather in Paris?");
+        let c = chat_count(&body, "gpt-4o", e);
+        assert_eq!(c.tokens as usize, 3 + user + 4 + e.count(&sec) - 1);
+        assert!(c.flags.is_empty());
+        // A system message takes the section after "\n\n".
+        let body = format!(
+            r#"{{"messages":[{{"role":"system","content":"Be brief."}},{{"role":"user","content":"Weather in Paris?"}}],"tools":[{WEATHER}],"tool_choice":"required"}}"#
+        );
+        let sys = 3 + e.count("system") + e.count(&format!("Be brief.\n\n{sec}"));
+        assert_eq!(
+            chat_count(&body, "gpt-4o", e).tokens as usize,
+            3 + sys + user - 1
+        );
+        // A named choice: 4 + n(" to=functions.NAME").
+        let named = body.replace(
+            r#""tool_choice":"required""#,
+            r#""tool_choice":{"type":"function","function":{"name":"get_weather"}}"#,
+        );
+        assert_eq!(
+            chat_count(&named, "gpt-4o", e).tokens as usize,
+            3 + sys + user - 1 + 4 + e.count(" to=functions.get_weather")
+        );
+        // A function whose properties carry no comment at all: one more −1. Legacy `functions`.
+        let body = r#"{"messages":[{"role":"user","content":"x"}],"functions":[{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string"}}}}]}"#;
+        let f: Value = serde_json::from_str(
+            r#"{"name":"f","parameters":{"type":"object","properties":{"a":{"type":"string"}}}}"#,
+        )
+        .unwrap();
+        let sec = render_tools(&[&f]);
+        assert_eq!(
+            chat_count(body, "gpt-4o", e).tokens as usize,
+            3 + (3 + e.count("user") + e.count("x")) + 4 + e.count(&sec) - 2
+        );
+        // Reasoning models with tools: flagged.
+        assert!(chat_count(body, "gpt-5", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn tool_calls_and_results() {
+        let e = Encoding::O200kBase;
+        let body = r#"{"messages":[
+            {"role":"user","content":"Weather?"},
+            {"role":"assistant","content":"Checking.","tool_calls":[{"id":"c1","type":"function","function":{"name":"get_weather","arguments":"{\"city\": \"Paris\", \"n\": 2}"}}]},
+            {"role":"tool","tool_call_id":"c1","name":"ignored","content":"18C"}]}"#;
+        let expected = 3
+            + (3 + e.count("user") + e.count("Weather?"))
+            + (3 + e.count("assistant") + e.count("Checking."))
+            + (3 + e.count("assistant to=functions.get_weather")
+                + e.count(r#"{"city":"Paris","n":2}"#)
+                + 3)
+            + (3 + e.count("get_weather") + e.count("18C"));
+        let c = chat_count(body, "gpt-4o", e);
+        assert_eq!(c.tokens as usize, expected);
+        assert!(c.flags.is_empty());
+        // Unparseable arguments count as sent.
+        assert_eq!(compact_json("{oops"), "{oops");
+        assert_eq!(compact_json(" {\"a\": [1, 2.5]} "), "{\"a\":[1,2.5]}");
+        // Parallel calls are flagged.
+        let body = r#"{"messages":[{"role":"user","content":"x"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"a","function":{"name":"f","arguments":"{}"}},{"id":"b","function":{"name":"g","arguments":"{}"}}]}]}"#;
+        assert!(chat_count(body, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
+        // Legacy function_call / function messages.
+        let body = r#"{"messages":[{"role":"user","content":"x"},
+            {"role":"assistant","content":null,"function_call":{"name":"f","arguments":"{}"}},
+            {"role":"function","name":"f","content":"ok"}]}"#;
+        let expected = 3
+            + (3 + e.count("user") + e.count("x"))
+            + (3 + e.count("assistant to=functions.f") + e.count("{}") + 3)
+            + (3 + e.count("f") + e.count("ok"));
+        assert_eq!(chat_count(body, "gpt-4o", e).tokens as usize, expected);
+    }
+
+    #[test]
+    fn recursive_ref_is_bounded() {
+        let f: Value = serde_json::from_str(r##"{"name":"t","parameters":{"type":"object","properties":{"node":{"$ref":"#/$defs/N"}},"$defs":{"N":{"type":"object","properties":{"child":{"$ref":"#/$defs/N"}}}}}}"##).unwrap();
+        let (s, overflow) = render(&[&f]);
+        assert!(overflow && s.contains("child?: any"), "{s}");
+    }
+
+    #[test]
+    fn responses_instructions_are_a_system_message() {
+        let e = Encoding::O200kBase;
+        let r = Request::parse(br#"{"model":"gpt-4o","instructions":"Be brief.","input":"Hello"}"#)
+            .unwrap();
+        let c = count(&r, Endpoint::Responses, "gpt-4o", e);
+        let expected = 3
+            + (3 + e.count("system") + e.count("Be brief."))
+            + (3 + e.count("user") + e.count("Hello"));
+        assert_eq!(c.tokens as usize, expected);
+        assert!(c.flags.is_empty());
+        let r = Request::parse(br#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_text","text":"Hello"}]},{"type":"reasoning","summary":[]}]}"#).unwrap();
+        let c = count(&r, Endpoint::Responses, "gpt-4o", e);
+        assert_eq!(
+            c.tokens as usize,
+            3 + 3 + e.count("user") + e.count("Hello")
+        );
+        assert!(c.flags.contains(Flags::PROMPT_ESTIMATED));
     }
 
     #[test]
