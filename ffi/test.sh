@@ -6,7 +6,7 @@
 # 2. the Rust tests of the exports (through the rlib);
 # 3. ffi/tests/test.c (-Wall -Wextra -Wpedantic -Werror) on real corpus exchanges fed in
 #    1..7-byte pieces and every misuse case, against the shared library under valgrind
-#    memcheck (zero errors, zero leaks), and against the static library;
+#    memcheck (zero errors, zero leaks) and under ASan + UBSan, and against the static library;
 # 4. examples/c/meter.c on a recorded stream;
 # 5. examples/csharp/UsagetapHost.cs compiled with mcs and run with mono.
 #
@@ -81,6 +81,12 @@ VALGRIND=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,in
 
 "$WORK/test-static" "$WORK/cases.txt" >"$WORK/static.out" 2>&1 || { cat "$WORK/static.out"; exit 1; }
 echo "static library: $(tail -1 "$WORK/static.out")"
+
+# AddressSanitizer + UBSan on the C side (and LeakSanitizer at exit), against the shared library.
+gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all ffi/tests/test.c \
+    -o "$WORK/test-asan" -L"$WORK/lib" -lusagetap -Wl,-rpath,"$WORK/lib"
+"$WORK/test-asan" "$WORK/cases.txt" >"$WORK/asan.out" 2>&1 || { cat "$WORK/asan.out"; exit 1; }
+echo "ASan + UBSan: $(tail -1 "$WORK/asan.out")"
 
 # A meter left unfreed must fail the leak check, or the check below proves nothing.
 if "${VALGRIND[@]}" "$WORK/test" --leak-one-meter >"$WORK/leak.out" 2>&1; then
