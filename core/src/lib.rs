@@ -13,6 +13,7 @@ pub mod options;
 pub mod prompt;
 pub mod record;
 pub mod request;
+pub mod rewrite;
 pub mod sse;
 pub mod wire;
 
