@@ -8,6 +8,7 @@ pub mod encoding;
 pub mod error;
 pub mod image;
 pub mod json_scan;
+pub mod ledger;
 pub mod meter;
 pub mod options;
 pub mod prompt;
