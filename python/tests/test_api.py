@@ -201,3 +201,21 @@ def test_count_prompt_reproduces_plain_chat_prompts(records: List[Record]) -> No
     assert total > 900
     assert hit / total > 0.95, (hit, total)
     print(f"count_prompt exact on {hit}/{total} text-only chat prompts")
+
+
+def test_meter_envelope_equals_meter_and_hashes_the_key(chat: Record, stream: Record) -> None:
+    for r in (chat, stream):
+        env = {
+            "eventTime": "2025-01-02T03:04:05Z",
+            "apiOperation": "ChatCompletion",
+            "appSubscriptionKey": "0123456789abcdef0123456789abcdef",
+            "request": json.dumps(r["request"]),
+            "response": r["response_body"],
+        }
+        out = usagetap.meter_envelope(json.dumps(env), secret="s3cret")
+        assert out.record == usagetap.meter(r["request"], r["response_body"])
+        assert out.event_time == "2025-01-02T03:04:05Z" and out.api_operation == "ChatCompletion"
+        assert out.consumer == usagetap.consumer_id(env["appSubscriptionKey"], secret=b"s3cret")
+        assert out.consumer != usagetap.consumer_id(env["appSubscriptionKey"], secret=b"other")
+        assert env["appSubscriptionKey"] not in repr(out)
+        assert out == usagetap.meter_envelope(env, secret=b"s3cret")

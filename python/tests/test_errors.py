@@ -38,6 +38,8 @@ def test_hierarchy() -> None:
         (lambda: usagetap.meter(None, b"{}", endpoint="bogus"), "invalid_options"),
         (lambda: usagetap.Meter(endpoint="/v1/nothing-here"), "invalid_options"),
         (lambda: usagetap.count_prompt(b"{}", endpoint="x"), "invalid_options"),
+        (lambda: usagetap.meter_envelope(b"not an envelope", secret="s"), "invalid_json"),
+        (lambda: usagetap.meter_envelope(b"{}", secret=""), "invalid_options"),
         (_usagetap._panic_for_tests, "internal"),
     ],
 )

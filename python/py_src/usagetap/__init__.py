@@ -13,10 +13,16 @@ A stream, fed as it arrives (any split)::
             m.feed(chunk)
     record = m.record
 
+An APIM Event Hub envelope, with the subscription key hashed (never kept)::
+
+    out = usagetap.meter_envelope(message_bytes, secret=app_setting_secret)
+    out.consumer, out.event_time, out.record.total_tokens
+
 Every function releases the GIL while it works and is safe to call from many threads.
 """
 
 from ._usagetap import (
+    EnvelopeRecord,
     InternalError,
     InvalidJsonError,
     InvalidOptionsError,
@@ -27,12 +33,15 @@ from ._usagetap import (
     UsageRecord,
     UsagetapError,
     __version__,
+    consumer_id,
     count_prompt,
     count_tokens,
     meter,
+    meter_envelope,
 )
 
 __all__ = [
+    "EnvelopeRecord",
     "InternalError",
     "InvalidJsonError",
     "InvalidOptionsError",
@@ -43,7 +52,9 @@ __all__ = [
     "UsageRecord",
     "UsagetapError",
     "__version__",
+    "consumer_id",
     "count_prompt",
     "count_tokens",
     "meter",
+    "meter_envelope",
 ]
