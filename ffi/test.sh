@@ -3,7 +3,7 @@
 #   bash ffi/test.sh
 #
 # 1. the committed include/usagetap.h equals a fresh generation by the pinned cbindgen;
-# 2. the Rust tests of the exports (through the rlib);
+# 2. the Rust tests of the exports (unit tests in ffi/src/tests.rs);
 # 3. ffi/tests/test.c (-Wall -Wextra -Wpedantic -Werror) on real corpus exchanges fed in
 #    1..7-byte pieces and every misuse case, against the shared library under valgrind
 #    memcheck (zero errors, zero leaks) and under ASan + UBSan, and against the static library;

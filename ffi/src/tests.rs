@@ -1,4 +1,4 @@
-//! The exports, called through the rlib as a C host would call them.
+//! The exports, called as a C host would call them (extern "C", raw pointers, out-params).
 
 use std::ptr;
 
