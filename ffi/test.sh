@@ -36,7 +36,7 @@ if ((${#missing[@]})); then
     step "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 CBINDGEN=$TARGET_DIR/tools/bin/cbindgen

@@ -612,8 +612,8 @@ usagetap_result usagetap_meter_feed(usagetap_meter *meter, const uint8_t *data, 
 usagetap_result usagetap_meter_finish(usagetap_meter *meter, usagetap_record *record_out);
 
 /**
- * Meters a complete exchange in one call on a new meter: the request body (`(NULL, 0)` when
- * unknown), then the whole response body, then finish. Same as `usagetap_meter_request` (skipped
+ * Meters a complete exchange in one call, on a meter just made by `usagetap_meter_new`: the
+ * request body (`(NULL, 0)` when unknown), then the whole response body, then finish. Same as `usagetap_meter_request` (skipped
  * when the body is empty; an unreadable body only sets the `request_unparsed` flag),
  * `usagetap_meter_feed` and `usagetap_meter_finish`, with the same ownership of the record.
  *

@@ -37,14 +37,20 @@ pub struct usagetap_str {
 
 impl usagetap_str {
     /// The empty string `{NULL, 0}`.
-    pub(crate) const EMPTY: usagetap_str = usagetap_str { data: std::ptr::null(), len: 0 };
+    pub(crate) const EMPTY: usagetap_str = usagetap_str {
+        data: std::ptr::null(),
+        len: 0,
+    };
 
     /// Borrows `s`: the caller of the export must be told how long `s` lives.
     pub(crate) fn borrow(s: &str) -> usagetap_str {
         if s.is_empty() {
             return usagetap_str::EMPTY;
         }
-        usagetap_str { data: s.as_ptr().cast(), len: s.len() }
+        usagetap_str {
+            data: s.as_ptr().cast(),
+            len: s.len(),
+        }
     }
 
     /// Borrows an optional string; `None` is `{NULL, 0}`.
@@ -120,7 +126,9 @@ impl usagetap_result {
         match self {
             usagetap_result::Ok => "ok",
             usagetap_result::NullParameter => "a required pointer was NULL",
-            usagetap_result::Panic => "a panic was caught inside usagetap (a bug: please report it)",
+            usagetap_result::Panic => {
+                "a panic was caught inside usagetap (a bug: please report it)"
+            }
             usagetap_result::InvalidUtf8 => "text was not valid UTF-8",
             usagetap_result::InvalidJson => "invalid JSON",
             usagetap_result::InvalidRequest => "the request body has a shape no endpoint accepts",
@@ -142,7 +150,10 @@ pub(crate) struct Failure {
 
 impl Failure {
     pub(crate) fn new(code: usagetap_result, message: impl Into<String>) -> Failure {
-        Failure { code, message: message.into() }
+        Failure {
+            code,
+            message: message.into(),
+        }
     }
 
     fn code(code: usagetap_result) -> Failure {
@@ -182,7 +193,8 @@ unsafe fn input<'a, T>(data: *const T, len: usize) -> Result<&'a [u8], Failure> 
 unsafe fn input_str<'a>(data: *const c_char, len: usize) -> Result<&'a str, Failure> {
     // SAFETY: forwarded contract.
     let bytes = unsafe { input(data, len)? };
-    std::str::from_utf8(bytes).map_err(|e| Failure::new(usagetap_result::InvalidUtf8, e.to_string()))
+    std::str::from_utf8(bytes)
+        .map_err(|e| Failure::new(usagetap_result::InvalidUtf8, e.to_string()))
 }
 
 thread_local! {
@@ -459,8 +471,8 @@ pub unsafe extern "C" fn usagetap_meter_finish(
     }
 }
 
-/// Meters a complete exchange in one call on a new meter: the request body (`(NULL, 0)` when
-/// unknown), then the whole response body, then finish. Same as `usagetap_meter_request` (skipped
+/// Meters a complete exchange in one call, on a meter just made by `usagetap_meter_new`: the
+/// request body (`(NULL, 0)` when unknown), then the whole response body, then finish. Same as `usagetap_meter_request` (skipped
 /// when the body is empty; an unreadable body only sets the `request_unparsed` flag),
 /// `usagetap_meter_feed` and `usagetap_meter_finish`, with the same ownership of the record.
 ///

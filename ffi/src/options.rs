@@ -50,7 +50,9 @@ pub(crate) fn parse(json: &str) -> Result<MeterOptions, Failure> {
         };
         Failure::new(code, format!("options: {e}"))
     })?;
-    let Some(p) = parsed else { return Ok(MeterOptions::default()) };
+    let Some(p) = parsed else {
+        return Ok(MeterOptions::default());
+    };
     let mut o = MeterOptions {
         model: p.model.filter(|m| !m.is_empty()),
         deployment: p.deployment.filter(|d| !d.is_empty()),
@@ -71,7 +73,9 @@ pub(crate) fn parse(json: &str) -> Result<MeterOptions, Failure> {
         let pick = |name: &str, v: Option<u64>, default: usize| -> Result<usize, Failure> {
             match v {
                 None => Ok(default),
-                Some(0) => Err(invalid(format!("options: limits.{name} must be at least 1"))),
+                Some(0) => Err(invalid(format!(
+                    "options: limits.{name} must be at least 1"
+                ))),
                 Some(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
             }
         };

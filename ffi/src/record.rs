@@ -212,16 +212,22 @@ impl usagetap_record {
         let cached_tokens = opt(r.cached_tokens, USAGETAP_PRESENT_CACHED_TOKENS);
         let reasoning_tokens = opt(r.reasoning_tokens, USAGETAP_PRESENT_REASONING_TOKENS);
         let image_tokens = opt(r.image_tokens, USAGETAP_PRESENT_IMAGE_TOKENS);
-        let reported_prompt_tokens =
-            opt(reported.and_then(|u| u.prompt_tokens), USAGETAP_PRESENT_REPORTED_PROMPT_TOKENS);
+        let reported_prompt_tokens = opt(
+            reported.and_then(|u| u.prompt_tokens),
+            USAGETAP_PRESENT_REPORTED_PROMPT_TOKENS,
+        );
         let reported_completion_tokens = opt(
             reported.and_then(|u| u.completion_tokens),
             USAGETAP_PRESENT_REPORTED_COMPLETION_TOKENS,
         );
-        let reported_total_tokens =
-            opt(reported.and_then(|u| u.total_tokens), USAGETAP_PRESENT_REPORTED_TOTAL_TOKENS);
-        let computed_prompt_tokens =
-            opt(computed.and_then(|c| c.prompt_tokens), USAGETAP_PRESENT_COMPUTED_PROMPT_TOKENS);
+        let reported_total_tokens = opt(
+            reported.and_then(|u| u.total_tokens),
+            USAGETAP_PRESENT_REPORTED_TOTAL_TOKENS,
+        );
+        let computed_prompt_tokens = opt(
+            computed.and_then(|c| c.prompt_tokens),
+            USAGETAP_PRESENT_COMPUTED_PROMPT_TOKENS,
+        );
         let computed_completion_tokens = opt(
             computed.map(|c| c.completion_tokens),
             USAGETAP_PRESENT_COMPUTED_COMPLETION_TOKENS,

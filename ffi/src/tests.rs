@@ -1,4 +1,6 @@
 //! The exports, called as a C host would call them (extern "C", raw pointers, out-params).
+// Every unsafe block here calls an export with live buffers and out-pointers from this file.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 use std::ptr;
 
@@ -61,7 +63,10 @@ fn finish(m: *mut usagetap_meter) -> usagetap_record {
 fn json(m: *mut usagetap_meter) -> serde_json::Value {
     let mut s = usagetap_str::EMPTY;
     // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { usagetap_meter_record_json(m, &mut s) }, usagetap_result::Ok);
+    assert_eq!(
+        unsafe { usagetap_meter_record_json(m, &mut s) },
+        usagetap_result::Ok
+    );
     // SAFETY: valid until free.
     serde_json::from_str(unsafe { s.as_str() }).unwrap()
 }
@@ -82,7 +87,10 @@ fn stream_in_small_pieces_gives_reported_usage() {
             assert_eq!(feed(m, piece), usagetap_result::Ok);
         }
         let rec = finish(m);
-        assert_eq!((rec.prompt_tokens, rec.completion_tokens, rec.total_tokens), (8, 1, 9));
+        assert_eq!(
+            (rec.prompt_tokens, rec.completion_tokens, rec.total_tokens),
+            (8, 1, 9)
+        );
         assert_eq!(rec.source, usagetap_source::Reported as u32);
         assert_eq!(rec.status, usagetap_status::Complete as u32);
         assert_eq!(rec.endpoint, usagetap_endpoint::ChatCompletions as u32);
@@ -110,7 +118,10 @@ fn stream_in_small_pieces_gives_reported_usage() {
         // The record can be read again, with the same pointers.
         let mut again = std::mem::MaybeUninit::<usagetap_record>::uninit();
         // SAFETY: valid out-pointer.
-        assert_eq!(unsafe { usagetap_meter_record(m, again.as_mut_ptr()) }, usagetap_result::Ok);
+        assert_eq!(
+            unsafe { usagetap_meter_record(m, again.as_mut_ptr()) },
+            usagetap_result::Ok
+        );
         // SAFETY: written on OK.
         let again = unsafe { again.assume_init() };
         assert_eq!(again.model.data, rec.model.data);
@@ -159,16 +170,32 @@ fn exchange_one_shot() {
     let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
     // SAFETY: valid buffers.
     let r = unsafe {
-        usagetap_meter_exchange(m, REQUEST.as_ptr(), REQUEST.len(), body.as_ptr(), body.len(), rec.as_mut_ptr())
+        usagetap_meter_exchange(
+            m,
+            REQUEST.as_ptr(),
+            REQUEST.len(),
+            body.as_ptr(),
+            body.len(),
+            rec.as_mut_ptr(),
+        )
     };
     assert_eq!(r, usagetap_result::Ok);
     // SAFETY: written on OK.
     let rec = unsafe { rec.assume_init() };
-    assert_eq!((rec.prompt_tokens, rec.completion_tokens, rec.total_tokens, rec.stream), (9, 1, 10, 0));
+    assert_eq!(
+        (
+            rec.prompt_tokens,
+            rec.completion_tokens,
+            rec.total_tokens,
+            rec.stream
+        ),
+        (9, 1, 10, 0)
+    );
     // A second exchange on the same meter: finished.
     let mut rec2 = std::mem::MaybeUninit::<usagetap_record>::uninit();
     // SAFETY: valid buffers.
-    let r = unsafe { usagetap_meter_exchange(m, ptr::null(), 0, ptr::null(), 0, rec2.as_mut_ptr()) };
+    let r =
+        unsafe { usagetap_meter_exchange(m, ptr::null(), 0, ptr::null(), 0, rec2.as_mut_ptr()) };
     assert_eq!(r, usagetap_result::Finished);
     free(m);
 
@@ -176,7 +203,9 @@ fn exchange_one_shot() {
     let m = new_meter("");
     let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
     // SAFETY: valid buffers.
-    let r = unsafe { usagetap_meter_exchange(m, b"{nope".as_ptr(), 5, ptr::null(), 0, rec.as_mut_ptr()) };
+    let r = unsafe {
+        usagetap_meter_exchange(m, b"{nope".as_ptr(), 5, ptr::null(), 0, rec.as_mut_ptr())
+    };
     assert_eq!(r, usagetap_result::Ok);
     // SAFETY: written on OK.
     let rec = unsafe { rec.assume_init() };
@@ -191,15 +220,30 @@ fn misuse_on_a_handle() {
     // Record before finish.
     let mut s = usagetap_str::EMPTY;
     // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { usagetap_meter_record_json(m, &mut s) }, usagetap_result::NotFinished);
+    assert_eq!(
+        unsafe { usagetap_meter_record_json(m, &mut s) },
+        usagetap_result::NotFinished
+    );
     // NULL data with a length; (NULL, 0) is fine.
     // SAFETY: NULL is checked.
     unsafe {
-        assert_eq!(usagetap_meter_feed(m, ptr::null(), 3), usagetap_result::NullParameter);
+        assert_eq!(
+            usagetap_meter_feed(m, ptr::null(), 3),
+            usagetap_result::NullParameter
+        );
         assert_eq!(usagetap_meter_feed(m, ptr::null(), 0), usagetap_result::Ok);
-        assert_eq!(usagetap_meter_finish(m, ptr::null_mut()), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_record_json(m, ptr::null_mut()), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_record(m, ptr::null_mut()), usagetap_result::NullParameter);
+        assert_eq!(
+            usagetap_meter_finish(m, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_record_json(m, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_record(m, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
     }
     assert!(!last_err(m).is_empty());
     // Invalid UTF-8 request: an error, but the meter stays usable and the record says so.
@@ -211,21 +255,40 @@ fn misuse_on_a_handle() {
     let r = unsafe { usagetap_meter_request(m, b"[1]".as_ptr(), 3) };
     assert_eq!(r, usagetap_result::InvalidRequest, "{}", last_err(m));
     // SAFETY: (NULL, 0) is an empty body, which is not JSON.
-    assert_eq!(unsafe { usagetap_meter_request(m, ptr::null(), 0) }, usagetap_result::InvalidJson);
+    assert_eq!(
+        unsafe { usagetap_meter_request(m, ptr::null(), 0) },
+        usagetap_result::InvalidJson
+    );
     // Invalid UTF-8 in the stream is not an error.
-    assert_eq!(feed(m, b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n"), usagetap_result::Ok);
+    assert_eq!(
+        feed(
+            m,
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\xff\xfe\"}}]}\n\n"
+        ),
+        usagetap_result::Ok
+    );
     let rec = finish(m);
     assert_ne!(rec.flags & USAGETAP_FLAG_REQUEST_UNPARSED, 0);
     // After finish.
     assert_eq!(feed(m, b"x"), usagetap_result::Finished);
     assert!(last_err(m).contains("finished"), "{}", last_err(m));
     // SAFETY: valid buffer.
-    assert_eq!(unsafe { usagetap_meter_request(m, REQUEST.as_ptr(), REQUEST.len()) }, usagetap_result::Finished);
+    assert_eq!(
+        unsafe { usagetap_meter_request(m, REQUEST.as_ptr(), REQUEST.len()) },
+        usagetap_result::Finished
+    );
     let mut rec2 = std::mem::MaybeUninit::<usagetap_record>::uninit();
     // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { usagetap_meter_finish(m, rec2.as_mut_ptr()) }, usagetap_result::Finished);
+    assert_eq!(
+        unsafe { usagetap_meter_finish(m, rec2.as_mut_ptr()) },
+        usagetap_result::Finished
+    );
     let j = json(m);
-    assert!(j["flags"].as_array().unwrap().iter().any(|f| f == "request_unparsed"));
+    assert!(j["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "request_unparsed"));
     free(m);
 }
 
@@ -236,24 +299,58 @@ fn null_handles() {
     // SAFETY: every pointer is NULL or valid.
     unsafe {
         usagetap_meter_free(ptr::null_mut());
-        assert_eq!(usagetap_meter_new(ptr::null(), 0, ptr::null_mut()), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_request(ptr::null_mut(), ptr::null(), 0), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_feed(ptr::null_mut(), b"x".as_ptr(), 1), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_finish(ptr::null_mut(), rec.as_mut_ptr()), usagetap_result::NullParameter);
         assert_eq!(
-            usagetap_meter_exchange(ptr::null_mut(), ptr::null(), 0, ptr::null(), 0, rec.as_mut_ptr()),
+            usagetap_meter_new(ptr::null(), 0, ptr::null_mut()),
             usagetap_result::NullParameter
         );
-        assert_eq!(usagetap_meter_record(ptr::null(), rec.as_mut_ptr()), usagetap_result::NullParameter);
-        assert_eq!(usagetap_meter_record_json(ptr::null(), &mut s), usagetap_result::NullParameter);
+        assert_eq!(
+            usagetap_meter_request(ptr::null_mut(), ptr::null(), 0),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_feed(ptr::null_mut(), b"x".as_ptr(), 1),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_finish(ptr::null_mut(), rec.as_mut_ptr()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_exchange(
+                ptr::null_mut(),
+                ptr::null(),
+                0,
+                ptr::null(),
+                0,
+                rec.as_mut_ptr()
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_record(ptr::null(), rec.as_mut_ptr()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_record_json(ptr::null(), &mut s),
+            usagetap_result::NullParameter
+        );
         assert_eq!(usagetap_meter_last_error(ptr::null()).len, 0);
-        assert_eq!(usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, ptr::null_mut()), usagetap_result::NullParameter);
-        assert_eq!(usagetap_count_tokens(ptr::null(), 4, ptr::null(), 0, &mut 0), usagetap_result::NullParameter);
+        assert_eq!(
+            usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_count_tokens(ptr::null(), 4, ptr::null(), 0, &mut 0),
+            usagetap_result::NullParameter
+        );
     }
     // (NULL, 0) options are the defaults.
     let mut m = ptr::null_mut();
     // SAFETY: valid out-pointer.
-    assert_eq!(unsafe { usagetap_meter_new(ptr::null(), 0, &mut m) }, usagetap_result::Ok);
+    assert_eq!(
+        unsafe { usagetap_meter_new(ptr::null(), 0, &mut m) },
+        usagetap_result::Ok
+    );
     free(m);
 }
 
@@ -261,22 +358,42 @@ fn null_handles() {
 fn options_errors() {
     assert_eq!(new_err(b"{"), usagetap_result::InvalidJson);
     assert!(thread_err().starts_with("options:"), "{}", thread_err());
-    assert_eq!(new_err(br#"{"modle":"gpt-4o"}"#), usagetap_result::InvalidOptions);
+    assert_eq!(
+        new_err(br#"{"modle":"gpt-4o"}"#),
+        usagetap_result::InvalidOptions
+    );
     assert!(thread_err().contains("modle"), "{}", thread_err());
-    assert_eq!(new_err(br#"{"endpoint":"/v1/images"}"#), usagetap_result::InvalidOptions);
-    assert_eq!(new_err(br#"{"limits":{"max_line_bytes":0}}"#), usagetap_result::InvalidOptions);
-    assert_eq!(new_err(br#"{"reconcile":"yes"}"#), usagetap_result::InvalidOptions);
+    assert_eq!(
+        new_err(br#"{"endpoint":"/v1/images"}"#),
+        usagetap_result::InvalidOptions
+    );
+    assert_eq!(
+        new_err(br#"{"limits":{"max_line_bytes":0}}"#),
+        usagetap_result::InvalidOptions
+    );
+    assert_eq!(
+        new_err(br#"{"reconcile":"yes"}"#),
+        usagetap_result::InvalidOptions
+    );
     assert_eq!(new_err(b"[1]"), usagetap_result::InvalidOptions);
-    assert_eq!(new_err(b"{\"model\":\"\xff\"}"), usagetap_result::InvalidUtf8);
+    assert_eq!(
+        new_err(b"{\"model\":\"\xff\"}"),
+        usagetap_result::InvalidUtf8
+    );
     // A length over PTRDIFF_MAX is refused before any read.
     let mut m = ptr::null_mut();
     // SAFETY: the length is refused before the pointer is read.
     let r = unsafe { usagetap_meter_new(b"{}".as_ptr().cast(), usize::MAX, &mut m) };
     assert_eq!(r, usagetap_result::InvalidParameter);
-    let o = options::parse(r#"{"model":"gpt-4o","limits":{"max_tool_calls":3}}"#).ok().unwrap();
+    let o = options::parse(r#"{"model":"gpt-4o","limits":{"max_tool_calls":3}}"#)
+        .ok()
+        .unwrap();
     assert_eq!(o.model.as_deref(), Some("gpt-4o"));
     assert_eq!(o.limits.max_tool_calls, 3);
-    assert_eq!(o.limits.max_choices, usagetap::Limits::default().max_choices);
+    assert_eq!(
+        o.limits.max_choices,
+        usagetap::Limits::default().max_choices
+    );
 }
 
 #[test]
@@ -285,12 +402,27 @@ fn count_tokens() {
     let text = "hello world";
     // SAFETY: valid buffers.
     unsafe {
-        assert_eq!(usagetap_count_tokens(text.as_ptr().cast(), text.len(), b"gpt-4o".as_ptr().cast(), 6, &mut n), usagetap_result::Ok);
+        assert_eq!(
+            usagetap_count_tokens(
+                text.as_ptr().cast(),
+                text.len(),
+                b"gpt-4o".as_ptr().cast(),
+                6,
+                &mut n
+            ),
+            usagetap_result::Ok
+        );
         assert_eq!(n, 2);
-        assert_eq!(usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, &mut n), usagetap_result::Ok);
+        assert_eq!(
+            usagetap_count_tokens(ptr::null(), 0, ptr::null(), 0, &mut n),
+            usagetap_result::Ok
+        );
         assert_eq!(n, 0);
         n = 77;
-        assert_eq!(usagetap_count_tokens(b"\xff".as_ptr().cast(), 1, ptr::null(), 0, &mut n), usagetap_result::InvalidUtf8);
+        assert_eq!(
+            usagetap_count_tokens(b"\xff".as_ptr().cast(), 1, ptr::null(), 0, &mut n),
+            usagetap_result::InvalidUtf8
+        );
         assert_eq!(n, 77, "out-param written on failure");
     }
     assert!(!thread_err().is_empty());
@@ -307,7 +439,10 @@ fn result_strings() {
     // SAFETY: static.
     unsafe {
         assert_eq!(usagetap_result_str(0).as_str(), "unknown result code");
-        assert_eq!(usagetap_result_str(usagetap_result::Ok as u32).as_str(), "ok");
+        assert_eq!(
+            usagetap_result_str(usagetap_result::Ok as u32).as_str(),
+            "ok"
+        );
     }
     assert_eq!(usagetap_result::Ok as u32, 7000);
     assert_eq!(usagetap_result::Error as u32, 7011);
@@ -319,11 +454,20 @@ fn flag_constants_match_the_core() {
         (USAGETAP_FLAG_NO_USAGE_REPORTED, "no_usage_reported"),
         (USAGETAP_FLAG_TRUNCATED, "truncated"),
         (USAGETAP_FLAG_IMAGE_SIZE_UNKNOWN, "image_size_unknown"),
-        (USAGETAP_FLAG_REASONING_TOKENS_UNOBSERVABLE, "reasoning_tokens_unobservable"),
-        (USAGETAP_FLAG_COMPLETION_MAY_BE_ONE_SHORT, "completion_may_be_one_short"),
+        (
+            USAGETAP_FLAG_REASONING_TOKENS_UNOBSERVABLE,
+            "reasoning_tokens_unobservable",
+        ),
+        (
+            USAGETAP_FLAG_COMPLETION_MAY_BE_ONE_SHORT,
+            "completion_may_be_one_short",
+        ),
         (USAGETAP_FLAG_UNKNOWN_MODEL, "unknown_model"),
         (USAGETAP_FLAG_LINE_TOO_LONG, "line_too_long"),
-        (USAGETAP_FLAG_MALFORMED_EVENT_SKIPPED, "malformed_event_skipped"),
+        (
+            USAGETAP_FLAG_MALFORMED_EVENT_SKIPPED,
+            "malformed_event_skipped",
+        ),
         (USAGETAP_FLAG_BODY_TOO_LARGE, "body_too_large"),
         (USAGETAP_FLAG_TEXT_LIMIT_REACHED, "text_limit_reached"),
         (USAGETAP_FLAG_TOO_MANY_CHOICES, "too_many_choices"),
@@ -333,14 +477,24 @@ fn flag_constants_match_the_core() {
         (USAGETAP_FLAG_INVALID_USAGE_VALUE, "invalid_usage_value"),
         (USAGETAP_FLAG_DATA_AFTER_DONE, "data_after_done"),
         (USAGETAP_FLAG_PROMPT_ESTIMATED, "prompt_estimated"),
-        (USAGETAP_FLAG_IMAGE_TOKENS_ESTIMATED, "image_tokens_estimated"),
+        (
+            USAGETAP_FLAG_IMAGE_TOKENS_ESTIMATED,
+            "image_tokens_estimated",
+        ),
         (USAGETAP_FLAG_PROMPT_UNKNOWN, "prompt_unknown"),
         (USAGETAP_FLAG_COMPLETION_ESTIMATED, "completion_estimated"),
         (USAGETAP_FLAG_EMPTY_RESPONSE, "empty_response"),
         (USAGETAP_FLAG_RESPONSE_NOT_FINISHED, "response_not_finished"),
     ];
-    let core: Vec<(u32, &str)> = usagetap::Flags::ALL.iter().map(|(f, n)| (f.0, *n)).collect();
-    assert_eq!(ours, core.as_slice(), "USAGETAP_FLAG_* must list the core's flags, in bit order");
+    let core: Vec<(u32, &str)> = usagetap::Flags::ALL
+        .iter()
+        .map(|(f, n)| (f.0, *n))
+        .collect();
+    assert_eq!(
+        ours,
+        core.as_slice(),
+        "USAGETAP_FLAG_* must list the core's flags, in bit order"
+    );
     for (bit, name) in ours {
         // SAFETY: static.
         assert_eq!(unsafe { usagetap_flag_name(*bit).as_str() }, *name);
@@ -354,14 +508,22 @@ fn version_matches_the_header() {
     // SAFETY: static.
     let v = unsafe { usagetap_version().as_str() };
     assert_eq!(v, env!("CARGO_PKG_VERSION"));
-    let header = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../include/usagetap.h")).unwrap();
+    let header = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../include/usagetap.h"
+    ))
+    .unwrap();
     for (name, want) in [
         ("USAGETAP_VERSION_MAJOR", env!("CARGO_PKG_VERSION_MAJOR")),
         ("USAGETAP_VERSION_MINOR", env!("CARGO_PKG_VERSION_MINOR")),
         ("USAGETAP_VERSION_PATCH", env!("CARGO_PKG_VERSION_PATCH")),
     ] {
         let line = format!("#define {name} {want}\n");
-        assert!(header.contains(&line), "include/usagetap.h lacks `{}`: update ffi/cbindgen.toml", line.trim());
+        assert!(
+            header.contains(&line),
+            "include/usagetap.h lacks `{}`: update ffi/cbindgen.toml",
+            line.trim()
+        );
     }
     assert!(header.contains(&format!("#define USAGETAP_VERSION \"{v}\"")));
 }
