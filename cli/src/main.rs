@@ -6,6 +6,8 @@
 //! A bad line gives a record with `status: "error"` and an `error` message; the run goes on.
 //! Records go to stdout and nothing else does.
 
+mod chargeback;
+
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -18,10 +20,12 @@ const USAGE: &str = "usage:
   usagetap meter [--reconcile] [--feed-chunk N] [FILE]
       Meter JSON Lines of exchanges ({\"response_body\": \"...\", \"request\": {...}, \"model\", \"deployment\", \"id\"}).
       Writes one usage record per input line to stdout.
+{CHARGEBACK}
   usagetap encoding MODEL...
       Print the encoding each model name resolves to (\"-\" when unknown).
-  usagetap count [--model M] [TEXT]
-      Count the tokens of TEXT (or stdin) with the model's encoding.";
+  usagetap count [--model M] [--request] [TEXT]
+      Count the tokens of TEXT (or stdin) with the model's encoding; with --request, TEXT is a
+      request body (any endpoint) and its prompt tokens are counted.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,15 +33,16 @@ fn main() -> ExitCode {
         Some("meter") => meter_cmd(&args[1..]),
         Some("encoding") => encoding_cmd(&args[1..]),
         Some("count") => count_cmd(&args[1..]),
+        Some("chargeback") => chargeback::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
-            println!("{USAGE}");
+            println!("{}", USAGE.replace("{CHARGEBACK}", chargeback::USAGE));
             Ok(())
         }
         Some("-V" | "--version") => {
             println!("usagetap {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err(format!("expected a command\n{USAGE}")),
+        _ => Err(format!("expected a command\n{}", USAGE.replace("{CHARGEBACK}", chargeback::USAGE))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -189,12 +194,14 @@ fn encoding_cmd(models: &[String]) -> Result<(), String> {
 }
 
 fn count_cmd(args: &[String]) -> Result<(), String> {
-    let mut model = "gpt-4o".to_owned();
+    let mut model = None;
     let mut text = None;
+    let mut request = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--model" => model = it.next().ok_or("--model needs a value")?.clone(),
+            "--model" => model = Some(it.next().ok_or("--model needs a value")?.clone()),
+            "--request" => request = true,
             s => text = Some(s.to_owned()),
         }
     }
@@ -206,6 +213,17 @@ fn count_cmd(args: &[String]) -> Result<(), String> {
             s
         }
     };
-    println!("{}", usagetap::count_tokens(&text, &model));
+    if request {
+        let req = usagetap::request::Request::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+        let model = model.or_else(|| req.model.as_deref().map(str::to_owned)).unwrap_or_default();
+        let enc = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
+        let endpoint = req.endpoint().unwrap_or_default();
+        let p = usagetap::prompt::count(&req, endpoint, &model, enc);
+        let flags: Vec<&str> = p.flags.names().collect();
+        println!("{}", serde_json::json!({"model": model, "encoding": enc.name(), "endpoint": endpoint.as_str(),
+            "prompt_tokens": p.tokens, "image_tokens": p.image_tokens, "flags": flags}));
+    } else {
+        println!("{}", usagetap::count_tokens(&text, model.as_deref().unwrap_or("gpt-4o")));
+    }
     Ok(())
 }
