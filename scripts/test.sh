@@ -35,6 +35,25 @@ printf '{"id":"bad-1","response_body":5}\nnot json\n{"id":"ok","response_body":"
 grep -q '"id":"bad-1".*"status":"error"' "$tmp/bad.jsonl"
 echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records"
 
+echo "== CLI chargeback on the APIM samples: no raw subscription key in any output"
+for fmt in table csv json; do
+  USAGETAP_CONSUMER_SECRET=ci-secret "$bin" chargeback --format "$fmt" --prices prices/example-prices.json samples/ > "$tmp/ledger.$fmt" 2>&1
+done
+keys=$(python3 -c 'import json,sys; print("\n".join(sorted({json.loads(l)["appSubscriptionKey"] for l in open("samples/apim-events.jsonl") if l.strip().endswith("}")})))')
+for k in $keys; do
+  if grep -rq -- "$k" "$tmp"/ledger.*; then echo "raw subscription key leaked into chargeback output" >&2; exit 1; fi
+  if grep -q -- "${k:0:12}" "$tmp"/ledger.*; then echo "part of a raw subscription key leaked" >&2; exit 1; fi
+done
+python3 - "$tmp/ledger.json" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+keys = {"consumer", "model", "deployment", "day", "requests", "prompt_tokens", "completion_tokens",
+        "total_tokens", "cached_tokens", "reasoning_tokens", "cost"}
+assert rows and all(keys <= set(r) for r in rows), "ledger rows lack keys"
+assert sum(r["requests"] for r in rows) == 40, sum(r["requests"] for r in rows)
+print(f"chargeback: {len(rows)} ledger rows, 40 events, no key in any output")
+PY
+
 if [ -x ffi/test.sh ]; then
   echo "== C ABI: header drift, C test under valgrind, C# host"
   ffi/test.sh
