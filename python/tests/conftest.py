@@ -50,3 +50,23 @@ def expected_usage(u: Record) -> Dict[str, Any]:
 @pytest.fixture(scope="session")
 def records() -> List[Record]:
     return corpus()
+
+
+def local_tiktoken_o200k(vocab: str) -> Any:
+    """tiktoken's own o200k_base (pattern, special tokens), with its vocabulary read from the local
+    file `vocab` instead of downloaded; tiktoken still checks the file against its expected hash."""
+    import tiktoken
+    import tiktoken_ext.openai_public as public
+    from tiktoken.load import load_tiktoken_bpe
+
+    def local(url: str, expected_hash: Any = None) -> Any:
+        assert url.endswith("/o200k_base.tiktoken"), url
+        return load_tiktoken_bpe(vocab, expected_hash=expected_hash)
+
+    original = public.load_tiktoken_bpe
+    public.load_tiktoken_bpe = local
+    try:
+        spec = public.o200k_base()
+    finally:
+        public.load_tiktoken_bpe = original
+    return tiktoken.Encoding(**spec)

@@ -10,7 +10,7 @@ from typing import List
 import pytest
 
 import usagetap
-from conftest import Record, corpus
+from conftest import Record, corpus, local_tiktoken_o200k
 
 DESIGN_FIELDS = [
     "endpoint", "model", "deployment", "encoding", "stream", "status", "source",
@@ -156,17 +156,7 @@ def test_count_tokens_matches_tiktoken_ordinary() -> None:
     vocab = os.environ.get("USAGETAP_O200K_VOCAB")
     if not vocab:
         pytest.skip("USAGETAP_O200K_VOCAB not set (python/test.sh sets it)")
-    import tiktoken
-    from tiktoken.load import load_tiktoken_bpe
-    from tiktoken_ext.openai_public import o200k_base
-
-    spec = o200k_base()
-    enc = tiktoken.Encoding(
-        name="o200k_base",
-        pat_str=spec["pat_str"],
-        mergeable_ranks=load_tiktoken_bpe(vocab),
-        special_tokens=spec["special_tokens"],
-    )
+    enc = local_tiktoken_o200k(vocab)
     texts: List[str] = ["", "hello", "<|endoftext|> is plain text here", "naïve café 😀" * 3]
     for r in corpus()[:400]:
         for m in r["request"].get("messages") or []:

@@ -10,9 +10,29 @@ else:
     from typing_extensions import Self
 
 # A request or response body: raw bytes as they crossed the wire, or text.
-BytesLike = Union[bytes, bytearray, memoryview, str]
+_BytesLike = Union[bytes, bytearray, memoryview, str]
 # A request body may also be a parsed JSON object (serialized with json.dumps, key order kept).
-RequestBody = Union[bytes, bytearray, memoryview, str, Dict[str, Any]]
+_RequestBody = Union[bytes, bytearray, memoryview, str, Dict[str, Any]]
+
+__all__ = [
+    "__version__",
+    "UsageRecord",
+    "Meter",
+    "EnvelopeRecord",
+    "meter_envelope",
+    "consumer_id",
+    "meter",
+    "count_tokens",
+    "count_prompt",
+    "_panic_for_tests",
+    "UsagetapError",
+    "InvalidJsonError",
+    "InvalidRequestError",
+    "InvalidOptionsError",
+    "MeterFinishedError",
+    "LimitExceededError",
+    "InternalError",
+]
 
 __version__: str
 
@@ -86,7 +106,7 @@ class Meter:
 
     def __new__(
         cls,
-        request: Optional[RequestBody] = None,
+        request: Optional[_RequestBody] = None,
         *,
         model: Optional[str] = None,
         deployment: Optional[str] = None,
@@ -94,7 +114,7 @@ class Meter:
         reconcile: bool = False,
         deployments: Optional[Dict[str, str]] = None,
     ) -> Self: ...
-    def feed(self, chunk: BytesLike) -> None: ...
+    def feed(self, chunk: _BytesLike) -> None: ...
     def finish(self) -> UsageRecord: ...
     @property
     def record(self) -> Optional[UsageRecord]: ...
@@ -124,8 +144,8 @@ class EnvelopeRecord:
     def __ne__(self, other: object, /) -> bool: ...
 
 def meter(
-    request: Optional[RequestBody],
-    response: BytesLike,
+    request: Optional[_RequestBody],
+    response: _BytesLike,
     *,
     model: Optional[str] = None,
     deployment: Optional[str] = None,
@@ -134,16 +154,16 @@ def meter(
     deployments: Optional[Dict[str, str]] = None,
 ) -> UsageRecord: ...
 def meter_envelope(
-    envelope: RequestBody,
+    envelope: _RequestBody,
     *,
-    secret: BytesLike,
+    secret: _BytesLike,
     model: Optional[str] = None,
     deployment: Optional[str] = None,
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
 ) -> EnvelopeRecord: ...
-def consumer_id(key: str, *, secret: BytesLike) -> str: ...
+def consumer_id(key: str, *, secret: _BytesLike) -> str: ...
 def count_tokens(text: str, model: Optional[str] = None) -> int: ...
-def count_prompt(request: RequestBody, model: Optional[str] = None, *, endpoint: Optional[str] = None) -> int: ...
+def count_prompt(request: _RequestBody, model: Optional[str] = None, *, endpoint: Optional[str] = None) -> int: ...
 def _panic_for_tests() -> None: ...

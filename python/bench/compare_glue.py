@@ -1,0 +1,157 @@
+"""Throughput of the usagetap wheel against the typical Python chargeback glue.
+
+Not a test: run it by hand after `python/test.sh` (which leaves the venv in target/py-venv):
+
+    target/py-venv/bin/python python/bench/compare_glue.py [--repeat 5] [--vocab PATH]
+
+The streams are the chat-completions SSE streams of ../shared/corpus/dev.jsonl. The glue is the
+usual code: split the body into lines, `json.loads` every `data:` line, join
+`choices[0].delta.content`, and count the joined text with tiktoken's `encode_ordinary`
+(o200k_base, vocab read from a local file: the copy the tiktoken-rs crate ships, found with
+`cargo metadata`, or --vocab / $USAGETAP_O200K_VOCAB). It yields one number per stream and no
+prompt count.
+
+The wheel is measured three ways:
+- `meter`: `usagetap.meter(request, body)`, as a gateway would call it: reported usage when the
+  stream has it (no BPE pass), else prompt and completion computed;
+- `meter reconcile`: the same with `reconcile=True`, which tokenizes every stream's completion
+  and prompt even when usage was reported (more work than the glue does);
+- `Meter 1 KiB feeds`: `reconcile=True`, the body fed in 1 KiB pieces as a streaming loop would.
+
+MB/s is response-body bytes over wall time, best of --repeat runs, one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+import tiktoken
+import tiktoken_ext.openai_public as tiktoken_public
+from tiktoken.load import load_tiktoken_bpe
+
+import usagetap
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = ROOT.parent / "shared" / "corpus" / "dev.jsonl"
+
+
+def find_vocab() -> str:
+    env = os.environ.get("USAGETAP_O200K_VOCAB")
+    if env:
+        return env
+    meta = subprocess.run(
+        ["cargo", "metadata", "--format-version", "1", "--manifest-path", str(ROOT / "python" / "Cargo.toml")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    pkg = next(p for p in json.loads(meta)["packages"] if p["name"] == "tiktoken-rs")
+    return str(Path(pkg["manifest_path"]).parent / "assets" / "o200k_base.tiktoken")
+
+
+def local_o200k(vocab: str) -> tiktoken.Encoding:
+    """tiktoken's own o200k_base (pat_str, special tokens from tiktoken_ext.openai_public), its
+    vocabulary read from `vocab` instead of downloaded (tiktoken still checks the file's hash)."""
+    original = tiktoken_public.load_tiktoken_bpe
+    tiktoken_public.load_tiktoken_bpe = lambda _url, expected_hash=None: load_tiktoken_bpe(
+        vocab, expected_hash=expected_hash
+    )
+    try:
+        spec = tiktoken_public.o200k_base()
+    finally:
+        tiktoken_public.load_tiktoken_bpe = original
+    return tiktoken.Encoding(**spec)
+
+
+def glue(enc: tiktoken.Encoding, body: str) -> int:
+    parts: List[str] = []
+    for line in body.splitlines():
+        if not line.startswith("data:"):
+            continue
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            break
+        event = json.loads(payload)
+        choices = event.get("choices") or []
+        if choices:
+            delta = choices[0].get("delta") or {}
+            content = delta.get("content")
+            if content:
+                parts.append(content)
+    return len(enc.encode_ordinary("".join(parts)))
+
+
+def best(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--vocab", default=None, help="path of o200k_base.tiktoken")
+    args = ap.parse_args()
+
+    vocab = args.vocab or find_vocab()
+    enc = local_o200k(vocab)
+
+    streams: List[Dict[str, Any]] = []
+    with CORPUS.open(encoding="utf-8") as f:
+        for line in f:
+            r = json.loads(line)
+            if r["stream"] and r["endpoint"] == "chat.completions":
+                r["body_bytes"] = r["response_body"].encode()
+                r["request_bytes"] = json.dumps(r["request"]).encode()
+                streams.append(r)
+    total = sum(len(r["body_bytes"]) for r in streams)
+    with_usage = sum(1 for r in streams if r["reported_usage"])
+
+    # Warm up: tiktoken's regex/BPE and usagetap's lazily built tables.
+    glue(enc, streams[0]["response_body"])
+    usagetap.meter(streams[0]["request_bytes"], streams[0]["body_bytes"], reconcile=True)
+
+    def run_glue() -> None:
+        for r in streams:
+            glue(enc, r["response_body"])
+
+    def run_meter() -> None:
+        for r in streams:
+            usagetap.meter(r["request_bytes"], r["body_bytes"])
+
+    def run_reconcile() -> None:
+        for r in streams:
+            usagetap.meter(r["request_bytes"], r["body_bytes"], reconcile=True)
+
+    def run_feeds() -> None:
+        for r in streams:
+            body = r["body_bytes"]
+            m = usagetap.Meter(r["request_bytes"], reconcile=True)
+            for i in range(0, len(body), 1024):
+                m.feed(body[i : i + 1024])
+            m.finish()
+
+    mb = total / 1e6
+    print(f"{len(streams)} chat-completions streams ({with_usage} with a usage chunk), {mb:.2f} MB of SSE; "
+          f"best of {args.repeat}; Python {sys.version.split()[0]}, tiktoken {tiktoken.__version__}, "
+          f"usagetap {usagetap.__version__}")
+    t_glue = best(run_glue, args.repeat)
+    print(f"{'glue (json.loads per line + tiktoken)':44s} {mb / t_glue:8.2f} MB/s")
+    for name, fn in [("usagetap.meter", run_meter), ("usagetap.meter reconcile=True", run_reconcile),
+                     ("usagetap.Meter 1 KiB feeds, reconcile=True", run_feeds)]:
+        t = best(fn, args.repeat)
+        print(f"{name:44s} {mb / t:8.2f} MB/s   {t_glue / t:6.1f}x the glue")
+
+
+if __name__ == "__main__":
+    main()
