@@ -6,6 +6,7 @@
 pub mod adapters;
 pub mod encoding;
 pub mod error;
+mod fast;
 pub mod image;
 pub mod json_scan;
 pub mod ledger;

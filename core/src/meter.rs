@@ -6,6 +6,7 @@
 //! stream that carries its usage costs a scan and a decode, never a BPE pass.
 
 use crate::encoding::Encoding;
+use crate::fast;
 use crate::error::{Error, ErrorKind, Result};
 use crate::options::MeterOptions;
 use crate::prompt;
@@ -598,11 +599,16 @@ impl Accum {
         if self.saw_done {
             self.flags.insert(Flags::DATA_AFTER_DONE);
         }
-        match wire::decode(data) {
-            Ok(m) => {
-                let is_error_event = f.event == b"error";
-                self.apply(m, is_error_event);
+        let is_error_event = f.event == b"error";
+        if !is_error_event && fast_path_enabled() {
+            if let Some(c) = fast::scan(data) {
+                if self.apply_fast(&c) {
+                    return;
+                }
             }
+        }
+        match wire::decode(data) {
+            Ok(m) => self.apply(m, is_error_event),
             Err(e) if e.is_eof() => self.last_cut = true,
             Err(_) => self.flags.insert(Flags::MALFORMED_EVENT_SKIPPED),
         }
@@ -663,22 +669,17 @@ impl Accum {
             self.set_usage(u);
         }
         for c in m.choices.0 {
-            let index = c.index.0.unwrap_or(0);
-            let Some(ch) = self.choice(index) else { continue };
-            let ch_idx = ch;
-            if let Some(fr) = c.finish_reason.as_deref() {
-                self.choices[ch_idx].finish_reason = Some(fr.to_owned());
-            }
-            if let Some(t) = c.text.as_deref() {
-                self.push_text(ch_idx, Part::Text, t);
-            }
-            let Some(d) = c.delta.or(c.message) else { continue };
-            if let Some(t) = d.content.as_deref() {
-                self.push_text(ch_idx, Part::Text, t);
-            }
-            if let Some(t) = d.refusal.as_deref() {
-                self.push_text(ch_idx, Part::Refusal, t);
-            }
+            let d = c.delta.or(c.message);
+            let Some(ch_idx) = self.apply_choice(
+                c.index.0.unwrap_or(0),
+                c.finish_reason.as_deref(),
+                c.text.as_deref(),
+                d.as_ref().and_then(|d| d.content.as_deref()),
+                d.as_ref().and_then(|d| d.refusal.as_deref()),
+            ) else {
+                continue;
+            };
+            let Some(d) = d else { continue };
             for (pos, call) in d.tool_calls.0.into_iter().enumerate() {
                 let key = call.index.0.unwrap_or(pos as i64);
                 if let Some(f) = call.function {
@@ -750,6 +751,79 @@ impl Accum {
             }
             _ => {}
         }
+    }
+
+    /// The text parts of one choice, shared by both decoders; returns the choice's position.
+    fn apply_choice(
+        &mut self,
+        index: i64,
+        finish_reason: Option<&str>,
+        text: Option<&str>,
+        content: Option<&str>,
+        refusal: Option<&str>,
+    ) -> Option<usize> {
+        let i = self.choice(index)?;
+        if let Some(fr) = finish_reason {
+            self.choices[i].finish_reason = Some(fr.to_owned());
+        }
+        if let Some(t) = text {
+            self.push_text(i, Part::Text, t);
+        }
+        if let Some(t) = content {
+            self.push_text(i, Part::Text, t);
+        }
+        if let Some(t) = refusal {
+            self.push_text(i, Part::Refusal, t);
+        }
+        Some(i)
+    }
+
+    /// Applies a chunk read by the fast path, with the same effects as [`Self::apply`] on its
+    /// full decoding. Returns false (having changed nothing) when a string does not decode.
+    fn apply_fast(&mut self, c: &fast::FastChunk<'_>) -> bool {
+        fn dec<'s>(raw: Option<&'s [u8]>, ok: &mut bool) -> Option<std::borrow::Cow<'s, str>> {
+            let t = raw.map(fast::text)?;
+            *ok &= t.is_some();
+            t
+        }
+        let mut ok = true;
+        let id = dec(c.id, &mut ok);
+        let model = dec(c.model, &mut ok);
+        let object = dec(c.object, &mut ok);
+        let fingerprint = dec(c.system_fingerprint, &mut ok);
+        let choices: Vec<_> = c
+            .choices
+            .iter()
+            .map(|ch| {
+                (
+                    ch.index,
+                    dec(ch.finish_reason, &mut ok),
+                    dec(ch.text, &mut ok),
+                    dec(ch.content, &mut ok),
+                    dec(ch.refusal, &mut ok),
+                )
+            })
+            .collect();
+        if !ok {
+            return false;
+        }
+        self.set_meta(id.as_deref(), model.as_deref(), c.created);
+        if self.system_fingerprint.is_none() {
+            self.system_fingerprint = fingerprint.as_deref().map(str::to_owned);
+        }
+        if self.endpoint.is_none() {
+            self.endpoint = match object.as_deref() {
+                Some("chat.completion" | "chat.completion.chunk") => Some(Endpoint::ChatCompletions),
+                Some("text_completion") => Some(Endpoint::Completions),
+                Some("list") => Some(Endpoint::Embeddings),
+                Some("response") => Some(Endpoint::Responses),
+                _ => None,
+            };
+        }
+        for (index, fr, text, content, refusal) in &choices {
+            self.apply_choice(*index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref());
+        }
+        true
     }
 
     /// Adds a Responses API output item's text to choice `index`.
@@ -838,6 +912,22 @@ impl Accum {
         };
         self.text_bytes += s.len();
         (!s.is_empty()).then_some(s)
+    }
+}
+
+#[cfg(test)]
+thread_local!(static FAST_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) });
+
+/// Whether the fast chunk path is on (always, outside tests; tests compare both paths).
+#[inline]
+fn fast_path_enabled() -> bool {
+    #[cfg(test)]
+    {
+        FAST_PATH.with(std::cell::Cell::get)
+    }
+    #[cfg(not(test))]
+    {
+        true
     }
 }
 
@@ -1026,6 +1116,35 @@ mod tests {
         assert_eq!(r.encoding, Encoding::Cl100kBase);
         assert_eq!(r.model.as_deref(), Some("gpt-35-turbo"));
         assert_eq!(r.deployment.as_deref(), Some("legacy-chat"));
+    }
+
+    /// The fast chunk path changes speed, never records: both paths agree on every recorded
+    /// stream of the corpus, with and without reconciling.
+    #[test]
+    fn fast_path_gives_the_same_records_as_full_decoding_on_the_corpus() {
+        let path = std::env::var_os("USAGETAP_CORPUS").map_or_else(
+            || concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
+            std::path::PathBuf::from,
+        );
+        let text = std::fs::read_to_string(&path).expect("corpus (set USAGETAP_CORPUS)");
+        let mut n = 0;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if v["stream"] != true {
+                continue;
+            }
+            let req = serde_json::to_vec(&v["request"]).unwrap();
+            let body = v["response_body"].as_str().unwrap();
+            let mut o = MeterOptions::default();
+            o.reconcile = true;
+            let fast = meter(o.clone(), &req, body.as_bytes()).unwrap();
+            FAST_PATH.with(|f| f.set(false));
+            let full = meter(o, &req, body.as_bytes()).unwrap();
+            FAST_PATH.with(|f| f.set(true));
+            assert_eq!(fast, full, "{}", v["id"]);
+            n += 1;
+        }
+        assert!(n > 500);
     }
 
     #[test]

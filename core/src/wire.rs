@@ -56,6 +56,9 @@ impl<'de> Deserialize<'de> for Count {
             fn visit_str<E>(self, _: &str) -> Result<Count, E> {
                 Ok(Count::Invalid)
             }
+            fn visit_unit<E>(self) -> Result<Count, E> {
+                Ok(Count::Invalid)
+            }
             fn visit_bool<E>(self, _: bool) -> Result<Count, E> {
                 Ok(Count::Invalid)
             }
