@@ -8,11 +8,21 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import pytest
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("USAGETAP_CORPUS", REPO.parent / "shared" / "corpus" / "dev.jsonl"))
 
 Record = Dict[str, Any]
+
+# Hypothesis keeps its files under target/ (ignored), not in the source tree.
+set_hypothesis_home_dir(str(REPO / "target" / "hypothesis"))
+settings.register_profile(
+    "usagetap", database=DirectoryBasedExampleDatabase(str(REPO / "target" / "hypothesis"))
+)
+settings.load_profile("usagetap")
 
 
 def load_corpus() -> List[Record]:
