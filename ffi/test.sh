@@ -5,8 +5,10 @@
 # 1. the committed include/usagetap.h equals a fresh generation by the pinned cbindgen;
 # 2. the Rust tests of the exports (unit tests in ffi/src/tests.rs);
 # 3. ffi/tests/test.c (-Wall -Wextra -Wpedantic -Werror) on real corpus exchanges fed in
-#    1..7-byte pieces and every misuse case, against the shared library under valgrind
-#    memcheck (zero errors, zero leaks) and under ASan + UBSan, and against the static library;
+#    1..7-byte pieces, chargeback on corpus data (APIM envelopes, one cut; the include_usage
+#    rewrite; the usage-chunk filter) and every misuse case, against the shared library under
+#    valgrind memcheck (zero errors, zero leaks) and under ASan + UBSan, and against the static
+#    library;
 # 4. examples/c/meter.c on a recorded stream;
 # 5. examples/csharp/UsagetapHost.cs compiled with mcs and run with mono.
 #
@@ -72,20 +74,20 @@ CFLAGS=(-std=c11 -Wall -Wextra -Wpedantic -Werror -g -Iinclude)
 
 # ---- 3. C test --------------------------------------------------------------------------------
 step "C test (ffi/tests/test.c) on corpus exchanges, under valgrind"
-python3 ffi/tests/corpus_cases.py "$CORPUS" "$WORK/cases.txt" "$WORK/apim.jsonl"
+python3 ffi/tests/corpus_cases.py "$CORPUS" "$WORK/cases.txt" "$WORK/apim.jsonl" "$WORK/chargeback.txt"
 gcc "${CFLAGS[@]}" ffi/tests/test.c -o "$WORK/test" -L"$WORK/lib" -lusagetap -Wl,-rpath,"$WORK/lib"
 gcc "${CFLAGS[@]}" ffi/tests/test.c -o "$WORK/test-static" "$LIB/libusagetap.a" \
     -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
 VALGRIND=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible
           --suppressions=ffi/tests/valgrind.supp --error-exitcode=1)
 
-"$WORK/test-static" "$WORK/cases.txt" >"$WORK/static.out" 2>&1 || { cat "$WORK/static.out"; exit 1; }
+"$WORK/test-static" "$WORK/cases.txt" "$WORK/chargeback.txt" >"$WORK/static.out" 2>&1 || { cat "$WORK/static.out"; exit 1; }
 echo "static library: $(tail -1 "$WORK/static.out")"
 
 # AddressSanitizer + UBSan on the C side (and LeakSanitizer at exit), against the shared library.
 gcc "${CFLAGS[@]}" -fsanitize=address,undefined -fno-sanitize-recover=all ffi/tests/test.c \
     -o "$WORK/test-asan" -L"$WORK/lib" -lusagetap -Wl,-rpath,"$WORK/lib"
-"$WORK/test-asan" "$WORK/cases.txt" >"$WORK/asan.out" 2>&1 || { cat "$WORK/asan.out"; exit 1; }
+"$WORK/test-asan" "$WORK/cases.txt" "$WORK/chargeback.txt" >"$WORK/asan.out" 2>&1 || { cat "$WORK/asan.out"; exit 1; }
 echo "ASan + UBSan: $(tail -1 "$WORK/asan.out")"
 
 # A meter left unfreed must fail the leak check, or the check below proves nothing.
@@ -97,7 +99,7 @@ fi
 grep -q "definitely lost" "$WORK/leak.out"
 echo "valgrind catches a leaked meter: ok"
 
-"${VALGRIND[@]}" "$WORK/test" "$WORK/cases.txt" 2>&1 | tee "$WORK/c.out" | tail -2
+"${VALGRIND[@]}" "$WORK/test" "$WORK/cases.txt" "$WORK/chargeback.txt" 2>&1 | tee "$WORK/c.out" | tail -3
 echo "valgrind: zero errors, zero leaks"
 
 # ---- 4. the C example -------------------------------------------------------------------------

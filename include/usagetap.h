@@ -6,13 +6,15 @@
  *   only on USAGETAP_RESULT_OK.
  * - Every pointer is NULL-checked (USAGETAP_RESULT_NULL_PARAMETER, or a documented default);
  *   a buffer is a pointer followed by its size_t length, and (NULL, 0) is the empty buffer.
- * - Ownership: the caller owns a usagetap_meter from usagetap_meter_new and frees it once with
- *   usagetap_meter_free (NULL is a no-op). usagetap_str values point into memory the library
- *   owns; each function states how long they stay valid. Input buffers are only read during
- *   the call.
+ * - Ownership: the caller owns a usagetap_meter from usagetap_meter_new or
+ *   usagetap_meter_envelope and frees it once with usagetap_meter_free, a usagetap_usage_filter
+ *   from usagetap_usage_filter_new and frees it once with usagetap_usage_filter_free (NULL is a
+ *   no-op for both), and usagetap_bytes, freed with usagetap_bytes_free. usagetap_str and
+ *   usagetap_slice values point into memory the library owns; each function states how long
+ *   they stay valid. Input buffers are only read during the call.
  * - Panics never cross this boundary: a caught panic returns USAGETAP_RESULT_PANIC.
- * - Thread safety: functions without a meter are thread-safe. A meter may move between
- *   threads but must not be used by two threads at once.
+ * - Thread safety: functions without a handle are thread-safe. A meter or filter may move
+ *   between threads but must not be used by two threads at once.
  * - No ABI stability before 1.0: the shared library's SONAME is its exact version.
  */
 
@@ -248,6 +250,11 @@ enum usagetap_result
    * An error the core added after this version of the C face: see the last-error message.
    */
   USAGETAP_RESULT_ERROR = 7011,
+  /**
+   * `usagetap_meter_envelope_info` was called on a meter that was not made by
+   * `usagetap_meter_envelope`.
+   */
+  USAGETAP_RESULT_NOT_AN_ENVELOPE = 7012,
 };
 #ifndef __cplusplus
 typedef uint32_t usagetap_result;
@@ -369,12 +376,27 @@ typedef uint32_t usagetap_encoding;
 /**
  * A meter for one exchange (a request and its response). Opaque.
  *
- * Ownership: made by `usagetap_meter_new`, owned by the caller, freed by `usagetap_meter_free`.
+ * Ownership: made by `usagetap_meter_new` (or, already finished, by `usagetap_meter_envelope`),
+ * owned by the caller, freed by `usagetap_meter_free`.
  *
  * Thread safety: a meter may be moved to, and used from, any thread, but not from two threads at
  * once; the caller serializes calls on one meter. Different meters are independent.
  */
 typedef struct usagetap_meter usagetap_meter;
+
+/**
+ * A filter that removes the usage-only chunk (`"choices": []` with a `usage` object) from an
+ * SSE stream on its way to a client that did not ask for usage (see
+ * `usagetap_rewrite_include_usage`). Every other byte comes out unchanged and in order, whatever
+ * the pieces. Opaque.
+ *
+ * Ownership: made by `usagetap_usage_filter_new`, owned by the caller, freed by
+ * `usagetap_usage_filter_free`.
+ *
+ * Thread safety: as a meter: it may move between threads, but calls on one filter must not
+ * overlap. Different filters are independent.
+ */
+typedef struct usagetap_usage_filter usagetap_usage_filter;
 
 /**
  * A borrowed UTF-8 string: `data` points at `len` bytes, **not** NUL-terminated. `data` may be
@@ -506,6 +528,61 @@ typedef struct {
   uint32_t choice_count;
 } usagetap_record;
 
+/**
+ * What an APIM envelope says about who and when, read with `usagetap_meter_envelope_info`.
+ * Plain data the caller owns; the strings borrow from the meter and stay valid until
+ * `usagetap_meter_free`. A field the envelope did not carry is `{NULL, 0}`.
+ */
+typedef struct {
+  /**
+   * The consumer id: the subscription key (`appSubscriptionKey`) hashed with the secret given
+   * to `usagetap_meter_envelope` (HMAC-SHA256, first 128 bits as 32 lowercase hex digits).
+   * The same key and secret give the same id in every face of usagetap (C, Python, CLI). The
+   * raw key is never kept.
+   */
+  usagetap_str consumer;
+  /**
+   * `eventTime`, as sent.
+   */
+  usagetap_str event_time;
+  /**
+   * `apiOperation`, as sent.
+   */
+  usagetap_str api_operation;
+} usagetap_envelope_info;
+
+/**
+ * Bytes the **caller owns**: `data` points at `len` bytes allocated by this library, NULL when
+ * `len` is 0. Free them exactly once with `usagetap_bytes_free`, never with `free()`. They do not
+ * depend on any handle and may be freed from any thread.
+ */
+typedef struct {
+  /**
+   * The first byte, or NULL when empty.
+   */
+  uint8_t *data;
+  /**
+   * The number of bytes.
+   */
+  size_t len;
+} usagetap_bytes;
+
+/**
+ * Borrowed bytes: `data` points at `len` bytes, which need not be UTF-8 (unlike
+ * `usagetap_str`). `data` is NULL when `len` is 0. The library owns the bytes; each function that
+ * hands one out says how long they stay valid. Never pass one to `usagetap_bytes_free`.
+ */
+typedef struct {
+  /**
+   * The first byte, or NULL when empty.
+   */
+  const uint8_t *data;
+  /**
+   * The number of bytes.
+   */
+  size_t len;
+} usagetap_slice;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -528,7 +605,8 @@ usagetap_str usagetap_result_str(uint32_t result);
 
 /**
  * The message of the last failed call **on this thread** that has no handle to keep it
- * (`usagetap_meter_new`, `usagetap_count_tokens`); empty when there was none.
+ * (`usagetap_meter_new`, `usagetap_meter_envelope`, `usagetap_count_tokens`,
+ * `usagetap_rewrite_include_usage`, `usagetap_usage_filter_new`); empty when there was none.
  *
  * The string is owned by the library and valid until the next such call on this thread.
  */
@@ -688,6 +766,172 @@ usagetap_result usagetap_count_tokens(const char *text,
  * for zero, several bits, or a bit this version does not know. Static; thread-safe.
  */
 usagetap_str usagetap_flag_name(uint32_t flag);
+
+/**
+ * Meters one Azure API Management `log-to-eventhub` message: a JSON object with `eventTime`,
+ * `apiOperation`, `appSubscriptionKey`, `request` and `response` (the bodies as JSON strings, or
+ * as objects; the response may be the whole SSE text), optionally `url` / `operationUrl`,
+ * `model`, `deployment`, which refine the options. A raw `{"request", "response"}` pair works
+ * too.
+ *
+ * `options_json` is as for `usagetap_meter_new` (`(NULL, 0)` = defaults). `secret` keys the
+ * consumer hash of the subscription key; it must not be empty (keep it out of any output and
+ * rotate it like a password: without it nobody can test a guessed key against an id).
+ *
+ * On success `*meter_out` is a new, **already finished** meter that the caller owns and must
+ * free with `usagetap_meter_free`. Read it with `usagetap_meter_record`,
+ * `usagetap_meter_record_json` and `usagetap_meter_envelope_info`; `usagetap_meter_request`,
+ * `_feed`, `_finish` and `_exchange` return `USAGETAP_RESULT_FINISHED` on it.
+ *
+ * A cut envelope (APIM cuts messages over 200 KB) is not an error: it is read as far as it goes
+ * and the record is flagged `USAGETAP_FLAG_TRUNCATED` (status `TRUNCATED` when the response was
+ * cut). So is an unreadable request (`request_unparsed`) or a missing response
+ * (`empty_response`).
+ *
+ * Errors (`*meter_out` is not written; the message is in `usagetap_thread_last_error()`):
+ * `NULL_PARAMETER`, `INVALID_PARAMETER` (an empty secret, a length over `PTRDIFF_MAX`),
+ * `INVALID_UTF8` / `INVALID_JSON` / `INVALID_OPTIONS` (the options), `INVALID_JSON` (the
+ * envelope bytes do not start with a JSON object). The buffers are read during the call only.
+ * Thread-safe.
+ *
+ * # Safety
+ * `options_json`, `secret` and `envelope` are NULL or point at their lengths of readable bytes;
+ * `meter_out` is NULL or writable.
+ */
+usagetap_result usagetap_meter_envelope(const char *options_json,
+                                        size_t options_len,
+                                        const uint8_t *secret,
+                                        size_t secret_len,
+                                        const uint8_t *envelope,
+                                        size_t envelope_len,
+                                        usagetap_meter **meter_out);
+
+/**
+ * Writes what the envelope said (consumer id, `eventTime`, `apiOperation`) to `*info_out`. The
+ * strings are owned by the meter and valid until `usagetap_meter_free`.
+ *
+ * Errors: `NULL_PARAMETER`, `NOT_AN_ENVELOPE` (the meter was made by `usagetap_meter_new`). Does
+ * not change the meter or its last error.
+ *
+ * # Safety
+ * `meter` is NULL or a live handle not being changed by another thread; `info_out` is NULL or
+ * writable.
+ */
+usagetap_result usagetap_meter_envelope_info(const usagetap_meter *meter,
+                                             usagetap_envelope_info *info_out);
+
+/**
+ * Makes a streaming request ask the service for usage: when `body` is a JSON object with
+ * `"stream": true` that does not already ask (`stream_options.include_usage: true`), the body
+ * with `stream_options.include_usage` set to `true` (only the bytes of that field change: the
+ * rest stays byte-identical); otherwise `body` unchanged. Use it on chat-completions and
+ * completions requests only (the Responses API always reports usage, and may refuse the field).
+ *
+ * On success:
+ * - `*body_out` is the body to send upstream, **owned by the caller**, freed with
+ *   `usagetap_bytes_free`. It is always a new buffer, a copy when unchanged (`{NULL, 0}` for an
+ *   empty body), so the caller has one code path.
+ * - `*changed_out` is 1 when the body was changed, else 0.
+ * - `*client_asked_out` is 1 when the client had asked for usage itself, else 0. When
+ *   `*changed_out` is 1 (the client did not ask), pass the response stream to the client through
+ *   a `usagetap_usage_filter`, and the original stream to the meter.
+ *
+ * A body that is not JSON, not an object, cut, or not streaming is not an error: it comes back
+ * unchanged. Errors (no out-parameter is written; the message is in
+ * `usagetap_thread_last_error()`): `NULL_PARAMETER` (any out-pointer NULL, or `body` NULL with a
+ * length), `INVALID_PARAMETER`. `body` is read during the call only. Thread-safe.
+ *
+ * # Safety
+ * `body` is NULL or points at `body_len` readable bytes; the out-pointers are NULL or writable.
+ */
+usagetap_result usagetap_rewrite_include_usage(const uint8_t *body,
+                                               size_t body_len,
+                                               usagetap_bytes *body_out,
+                                               uint32_t *changed_out,
+                                               uint32_t *client_asked_out);
+
+/**
+ * Frees bytes this library handed to the caller (`usagetap_rewrite_include_usage`) and sets
+ * `*bytes` to `{NULL, 0}`, so calling it again on the same variable is a no-op. NULL, and
+ * `{NULL, 0}`, are no-ops. A copy of the struct made before the free must not be freed again.
+ *
+ * # Safety
+ * `bytes` is NULL or points at a writable `usagetap_bytes` that is `{NULL, 0}` or was written by
+ * this library and not freed since (through any copy).
+ */
+void usagetap_bytes_free(usagetap_bytes *bytes);
+
+/**
+ * Makes a usage-chunk filter. It holds at most `max_event_bytes` of one event: an event that
+ * grows past that before its blank line arrives is passed through unread (so a usage chunk in
+ * it would reach the client). 0 means the default, 8 MiB.
+ *
+ * On success `*filter_out` is a new filter that the caller owns and must free with
+ * `usagetap_usage_filter_free`. Errors: `NULL_PARAMETER` (`*filter_out` is then not written).
+ * Thread-safe.
+ *
+ * # Safety
+ * `filter_out` is NULL or writable.
+ */
+usagetap_result usagetap_usage_filter_new(size_t max_event_bytes,
+                                          usagetap_usage_filter **filter_out);
+
+/**
+ * Frees a filter and the output it handed out. NULL is a no-op. Must not be called twice on
+ * the same filter, and the filter must not be used afterwards.
+ *
+ * # Safety
+ * `filter` is NULL or a live handle from `usagetap_usage_filter_new` that no other thread is
+ * using.
+ */
+void usagetap_usage_filter_free(usagetap_usage_filter *filter);
+
+/**
+ * Feeds the next piece of the response stream (any split) and writes to `*output_out` the bytes
+ * to send to the client now (often fewer than fed: an event is held until its blank line;
+ * `{NULL, 0}` when there is nothing to send yet). The output is owned by the filter and valid
+ * until the next `usagetap_usage_filter_feed`, `_finish` or `_free` on it. `data` is read during
+ * the call only; `(NULL, 0)` is an empty piece.
+ *
+ * Nothing in the bytes is an error. Errors (`*output_out` is not written, the previous output
+ * stays valid): `NULL_PARAMETER`, `INVALID_PARAMETER` (a length over `PTRDIFF_MAX`), `FINISHED`
+ * (after `usagetap_usage_filter_finish`).
+ *
+ * # Safety
+ * `filter` is NULL or a live handle not used by another thread; `data` is NULL or points at
+ * `len` readable bytes; `output_out` is NULL or writable.
+ */
+usagetap_result usagetap_usage_filter_feed(usagetap_usage_filter *filter,
+                                           const uint8_t *data,
+                                           size_t len,
+                                           usagetap_slice *output_out);
+
+/**
+ * Ends the stream: writes to `*output_out` whatever the filter still held (a last event without
+ * its blank line is passed through as is), with the same lifetime as the output of
+ * `usagetap_usage_filter_feed`. After it, `_feed` and `_finish` return `FINISHED`;
+ * `usagetap_usage_filter_removed` still works.
+ *
+ * Errors (`*output_out` is not written): `NULL_PARAMETER`, `FINISHED`.
+ *
+ * # Safety
+ * `filter` is NULL or a live handle not used by another thread; `output_out` is NULL or
+ * writable.
+ */
+usagetap_result usagetap_usage_filter_finish(usagetap_usage_filter *filter,
+                                             usagetap_slice *output_out);
+
+/**
+ * Writes to `*removed_out` the number of usage chunks removed so far.
+ *
+ * Errors: `NULL_PARAMETER`. Does not change the filter or its output.
+ *
+ * # Safety
+ * `filter` is NULL or a live handle not being changed by another thread; `removed_out` is NULL or
+ * writable.
+ */
+usagetap_result usagetap_usage_filter_removed(const usagetap_usage_filter *filter,
+                                              uint64_t *removed_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -6,12 +6,15 @@
 //
 // CASES_FILE and APIM_FILE come from ffi/tests/corpus_cases.py (real recorded exchanges from
 // ../shared/corpus/dev.jsonl). Every recorded stream in CASES_FILE is fed to a meter in small
-// pieces, and every APIM-style event in APIM_FILE is metered in one call; the counts must equal
-// the service's reported usage. Ends with "csharp: N passed, M failed".
+// pieces, and every APIM-style Event Hub message in APIM_FILE is metered in one call
+// (usagetap_meter_envelope, the subscription key hashed into a consumer id); the counts must equal
+// the service's reported usage, and a message cut at 2/3 must come out flagged truncated. Ends
+// with "csharp: N passed, M failed".
 //
 // Binding rules used here (ffi/README.md): Cdecl everywhere; no bool in any signature (flags are
 // uint); usagetap_str is {IntPtr data, UIntPtr len}, UTF-8, not NUL-terminated, borrowed from the
-// meter until usagetap_meter_free; out-parameters are written only on USAGETAP_RESULT_OK.
+// meter until usagetap_meter_free; out-parameters are written only on USAGETAP_RESULT_OK;
+// usagetap_bytes is caller-owned and goes back through usagetap_bytes_free (by ref).
 
 using System;
 using System.Collections.Generic;
@@ -35,6 +38,7 @@ namespace Usagetap
         LimitExceeded = 7009,
         InvalidParameter = 7010,
         Error = 7011,
+        NotAnEnvelope = 7012,
     }
 
     public enum Source : uint { Reported = 0, Computed = 1 }
@@ -55,6 +59,31 @@ namespace Usagetap
             Marshal.Copy(Data, bytes, 0, n);
             return Encoding.UTF8.GetString(bytes);
         }
+    }
+
+    // usagetap_bytes: owned by the caller, freed with usagetap_bytes_free.
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Bytes
+    {
+        public IntPtr Data;
+        public UIntPtr Len;
+
+        public byte[] ToArray()
+        {
+            int n = checked((int)Len.ToUInt64());
+            var bytes = new byte[n];
+            if (n > 0) Marshal.Copy(Data, bytes, 0, n);
+            return bytes;
+        }
+    }
+
+    // usagetap_envelope_info: strings borrowed from the meter until usagetap_meter_free.
+    [StructLayout(LayoutKind.Sequential)]
+    public struct EnvelopeInfo
+    {
+        public Str Consumer;
+        public Str EventTime;
+        public Str ApiOperation;
     }
 
     // The same fields, in the same order, as usagetap_record in include/usagetap.h.
@@ -123,7 +152,25 @@ namespace Usagetap
                                                             byte[] response, UIntPtr responseLen, out Record record);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_record(IntPtr meter, out Record record);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern Result usagetap_meter_record_json(IntPtr meter, out Str json);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_envelope(byte[] optionsJson, UIntPtr optionsLen, byte[] secret,
+                                                            UIntPtr secretLen, byte[] envelope, UIntPtr envelopeLen,
+                                                            out IntPtr meter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_meter_envelope_info(IntPtr meter, out EnvelopeInfo info);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_rewrite_include_usage(byte[] body, UIntPtr bodyLen, out Bytes bodyOut,
+                                                                   out uint changed, out uint clientAsked);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void usagetap_bytes_free(ref Bytes bytes);
 
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern Str usagetap_meter_last_error(IntPtr meter);
@@ -144,6 +191,39 @@ namespace Usagetap
             var r = Native.usagetap_meter_new(opts, (UIntPtr)(opts == null ? 0 : opts.Length), out handle);
             if (r != Result.Ok)
                 throw new InvalidOperationException(r + ": " + Native.usagetap_thread_last_error());
+        }
+
+        Meter(IntPtr h) { handle = h; }
+
+        // A finished meter for one APIM Event Hub message (the bytes as received, possibly cut).
+        public static Meter FromEnvelope(byte[] envelope, int length, byte[] secret)
+        {
+            byte[] env = envelope;
+            if (length != envelope.Length)
+            {
+                env = new byte[length];
+                Buffer.BlockCopy(envelope, 0, env, 0, length);
+            }
+            IntPtr h;
+            var r = Native.usagetap_meter_envelope(null, UIntPtr.Zero, secret, (UIntPtr)secret.Length, env,
+                                                   (UIntPtr)env.Length, out h);
+            if (r != Result.Ok)
+                throw new InvalidOperationException(r + ": " + Native.usagetap_thread_last_error());
+            return new Meter(h);
+        }
+
+        public Record Record()
+        {
+            Record rec;
+            Check(Native.usagetap_meter_record(handle, out rec));
+            return rec;
+        }
+
+        public EnvelopeInfo Envelope()
+        {
+            EnvelopeInfo info;
+            Check(Native.usagetap_meter_envelope_info(handle, out info));
+            return info;
         }
 
         Result Check(Result r)
@@ -347,31 +427,50 @@ namespace Usagetap
 
         // --- APIM events ------------------------------------------------------------------------
 
+        // The consumer-hash secret: an app setting in a real host, never written anywhere.
+        static readonly byte[] Secret = Encoding.UTF8.GetBytes("usagetap-csharp-example-secret");
+
         static int MeterApimEvents(string path)
         {
             int matched = 0;
+            var ids = new Dictionary<string, string>();
             foreach (string line in File.ReadAllLines(path, Encoding.UTF8))
             {
                 if (line.Trim().Length == 0) continue;
                 string op = StringField(line, "apiOperation");
                 string key = StringField(line, "appSubscriptionKey");
-                byte[] request = Encoding.UTF8.GetBytes(StringField(line, "request"));
-                byte[] response = Encoding.UTF8.GetBytes(StringField(line, "response"));
                 long[] want = NumbersField(line, "expected");
-                using (var m = new Meter("{\"reconcile\":false}"))
+                // The message as Event Hub delivers it (the extra "expected" field is ignored).
+                byte[] message = Encoding.UTF8.GetBytes(line);
+                using (var m = Meter.FromEnvelope(message, message.Length, Secret))
                 {
-                    Record rec = m.Exchange(request, response);
+                    Record rec = m.Record();
+                    EnvelopeInfo info = m.Envelope();
+                    string consumer = info.Consumer.ToString();
                     bool ok = (long)rec.PromptTokens == want[0]
                               && (want[1] < 0 || (long)rec.CompletionTokens == want[1])
                               && (want[2] < 0 || (long)rec.TotalTokens == want[2]);
-                    Check(ok, string.Format("APIM {0} {1}: got {2}/{3}/{4}, reported {5}/{6}/{7}", op, key,
+                    Check(ok, string.Format("APIM {0}: got {1}/{2}/{3}, reported {4}/{5}/{6}", op,
                                             rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens,
                                             want[0], want[1], want[2]));
+                    Check(consumer.Length == 32 && !consumer.Contains(key) && !m.Json().Contains(key),
+                          "APIM " + op + ": consumer id " + consumer);
+                    Check(info.ApiOperation.ToString() == op && info.EventTime.ToString() == StringField(line, "eventTime"),
+                          "APIM " + op + ": eventTime/apiOperation");
+                    Check(!ids.ContainsKey(consumer) || ids[consumer] == key, "APIM: two keys, one id");
+                    ids[consumer] = key;
                     if (ok) matched++;
-                    // A chargeback line, as a Functions host would write it.
-                    Console.WriteLine("chargeback {0} {1} model={2} prompt={3} completion={4} total={5} source={6}",
-                                      key, op, rec.Model, rec.PromptTokens, rec.CompletionTokens, rec.TotalTokens,
-                                      (Source)rec.Source);
+                    // A chargeback line, as a Functions host would write it: the consumer id, never the key.
+                    Console.WriteLine("chargeback {0} {1} {2} model={3} prompt={4} completion={5} total={6} source={7}",
+                                      info.EventTime, consumer, op, rec.Model, rec.PromptTokens, rec.CompletionTokens,
+                                      rec.TotalTokens, (Source)rec.Source);
+                }
+                // APIM cuts messages over 200 KB: a cut message still gives a record, flagged.
+                using (var m = Meter.FromEnvelope(message, message.Length * 2 / 3, Secret))
+                {
+                    Record rec = m.Record();
+                    Check((rec.Flags & Native.FlagTruncated) != 0, "APIM " + op + ": cut message not flagged");
+                    Check(m.Envelope().Consumer.ToString().Length == 32, "APIM " + op + ": cut message consumer");
                 }
             }
             return matched;
@@ -403,6 +502,26 @@ namespace Usagetap
                 Check(Native.usagetap_meter_feed(m.Raw, more, (UIntPtr)1) == Result.Finished, "feed after finish");
                 Check(Native.usagetap_meter_last_error(m.Raw).ToString().Contains("finished"), "last error");
             }
+
+            // The request rewrite a gateway applies before forwarding a streaming request.
+            byte[] req = Encoding.UTF8.GetBytes("{\"model\":\"gpt-4o\",\"stream\":true,\"messages\":[]}");
+            Bytes body;
+            uint changed, asked;
+            Check(Native.usagetap_rewrite_include_usage(req, (UIntPtr)req.Length, out body, out changed, out asked) == Result.Ok
+                  && changed == 1 && asked == 0, "rewrite");
+            string rewritten = Encoding.UTF8.GetString(body.ToArray());
+            Native.usagetap_bytes_free(ref body);
+            Check(body.Data == IntPtr.Zero && rewritten ==
+                  "{\"model\":\"gpt-4o\",\"stream\":true,\"messages\":[],\"stream_options\":{\"include_usage\":true}}",
+                  "rewritten " + rewritten);
+            using (var m = new Meter(null))
+            {
+                EnvelopeInfo info;
+                Check(Native.usagetap_meter_envelope_info(m.Raw, out info) == Result.NotAnEnvelope, "not an envelope");
+            }
+            byte[] bad = Encoding.UTF8.GetBytes("not json");
+            Check(Native.usagetap_meter_envelope(null, UIntPtr.Zero, Secret, (UIntPtr)Secret.Length, bad,
+                                                 (UIntPtr)bad.Length, out h) == Result.InvalidJson, "envelope not JSON");
 
             ulong count;
             byte[] text = Encoding.UTF8.GetBytes("hello world");

@@ -1,5 +1,7 @@
 //! The C ABI of usagetap: one opaque meter handle, a flat record struct plus the record's JSON,
-//! result codes from a distinct base, and a panic boundary around every export.
+//! result codes from a distinct base, and a panic boundary around every export. Chargeback
+//! (`chargeback.rs`): APIM envelopes metered into a finished meter, the `include_usage` request
+//! rewrite, and the usage-chunk filter handle.
 //!
 //! `include/usagetap.h` is generated from this crate by a pinned cbindgen (`ffi/test.sh`
 //! regenerates it and fails on drift). The conventions (ownership, NULL, lifetimes, threads) are
@@ -15,10 +17,12 @@ use std::ffi::c_char;
 
 use usagetap::{ErrorKind, Meter, UsageRecord};
 
+mod chargeback;
 mod options;
 mod panic;
 mod record;
 
+pub use chargeback::*;
 pub use record::*;
 
 use panic::ffi_panic_boundary;
@@ -107,6 +111,9 @@ pub enum usagetap_result {
     InvalidParameter = 7010,
     /// An error the core added after this version of the C face: see the last-error message.
     Error = 7011,
+    /// `usagetap_meter_envelope_info` was called on a meter that was not made by
+    /// `usagetap_meter_envelope`.
+    NotAnEnvelope = 7012,
 }
 
 impl usagetap_result {
@@ -138,6 +145,7 @@ impl usagetap_result {
             usagetap_result::LimitExceeded => "a configured limit was exceeded",
             usagetap_result::InvalidParameter => "a parameter was out of range",
             usagetap_result::Error => "error",
+            usagetap_result::NotAnEnvelope => "the meter was not made from an envelope",
         }
     }
 }
@@ -156,7 +164,7 @@ impl Failure {
         }
     }
 
-    fn code(code: usagetap_result) -> Failure {
+    pub(crate) fn code(code: usagetap_result) -> Failure {
         Failure::new(code, code.text())
     }
 }
@@ -172,7 +180,7 @@ impl From<usagetap::Error> for Failure {
 /// # Safety
 /// When `len > 0` and `data` is not NULL, `data` must point at `len` readable bytes that stay
 /// unchanged for `'a`.
-unsafe fn input<'a, T>(data: *const T, len: usize) -> Result<&'a [u8], Failure> {
+pub(crate) unsafe fn input<'a, T>(data: *const T, len: usize) -> Result<&'a [u8], Failure> {
     if len == 0 {
         return Ok(&[]);
     }
@@ -190,7 +198,7 @@ unsafe fn input<'a, T>(data: *const T, len: usize) -> Result<&'a [u8], Failure> 
 ///
 /// # Safety
 /// As [`input`].
-unsafe fn input_str<'a>(data: *const c_char, len: usize) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn input_str<'a>(data: *const c_char, len: usize) -> Result<&'a str, Failure> {
     // SAFETY: forwarded contract.
     let bytes = unsafe { input(data, len)? };
     std::str::from_utf8(bytes)
@@ -203,7 +211,7 @@ thread_local! {
 }
 
 /// Stores the message of a failed call that has no handle, and returns its code.
-fn fail_without_handle(f: Failure) -> usagetap_result {
+pub(crate) fn fail_without_handle(f: Failure) -> usagetap_result {
     THREAD_LAST_ERROR.with(|m| {
         let mut m = m.borrow_mut();
         m.clear();
@@ -214,7 +222,8 @@ fn fail_without_handle(f: Failure) -> usagetap_result {
 
 /// A meter for one exchange (a request and its response). Opaque.
 ///
-/// Ownership: made by `usagetap_meter_new`, owned by the caller, freed by `usagetap_meter_free`.
+/// Ownership: made by `usagetap_meter_new` (or, already finished, by `usagetap_meter_envelope`),
+/// owned by the caller, freed by `usagetap_meter_free`.
 ///
 /// Thread safety: a meter may be moved to, and used from, any thread, but not from two threads at
 /// once; the caller serializes calls on one meter. Different meters are independent.
@@ -222,6 +231,8 @@ pub struct usagetap_meter {
     meter: Meter,
     last_error: String,
     done: Option<Done>,
+    /// What the envelope said, for a meter made by `usagetap_meter_envelope`.
+    envelope: Option<chargeback::EnvelopeInfo>,
 }
 
 /// The finished record, kept by the handle so the caller can borrow it until `_free`.
@@ -231,9 +242,19 @@ struct Done {
 }
 
 impl usagetap_meter {
-    /// Runs `f` on the handle; a failure stores its message on the handle.
+    /// Runs `f`, a call that gives the meter input or finishes it, on the handle; a failure
+    /// stores its message on the handle. A finished meter refuses with `FINISHED` (the core does
+    /// too, but a meter made by `usagetap_meter_envelope` is finished without its core meter).
     fn run(&mut self, f: impl FnOnce(&mut Self) -> Result<(), Failure>) -> usagetap_result {
-        match f(self) {
+        let result = if self.done.is_some() {
+            Err(Failure::new(
+                usagetap_result::Finished,
+                "the meter was already finished",
+            ))
+        } else {
+            f(self)
+        };
+        match result {
             Ok(()) => usagetap_result::Ok,
             Err(e) => {
                 self.last_error = e.message;
@@ -304,7 +325,8 @@ pub extern "C" fn usagetap_result_str(result: u32) -> usagetap_str {
 }
 
 /// The message of the last failed call **on this thread** that has no handle to keep it
-/// (`usagetap_meter_new`, `usagetap_count_tokens`); empty when there was none.
+/// (`usagetap_meter_new`, `usagetap_meter_envelope`, `usagetap_count_tokens`,
+/// `usagetap_rewrite_include_usage`, `usagetap_usage_filter_new`); empty when there was none.
 ///
 /// The string is owned by the library and valid until the next such call on this thread.
 #[unsafe(no_mangle)]
@@ -356,6 +378,7 @@ pub unsafe extern "C" fn usagetap_meter_new(
             meter: Meter::new(opts),
             last_error: String::new(),
             done: None,
+            envelope: None,
         });
         // SAFETY: `meter_out` is not NULL and writable by the caller's contract.
         unsafe { meter_out.write(Box::into_raw(handle)) };

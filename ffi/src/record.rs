@@ -307,7 +307,7 @@ pub(crate) fn encoding(e: Encoding) -> usagetap_encoding {
 /// The `usagetap_result` with this value, if any.
 pub(crate) fn result_from_u32(v: u32) -> Option<usagetap_result> {
     use usagetap_result as R;
-    const ALL: [usagetap_result; 12] = [
+    const ALL: [usagetap_result; 13] = [
         R::Ok,
         R::NullParameter,
         R::Panic,
@@ -320,6 +320,7 @@ pub(crate) fn result_from_u32(v: u32) -> Option<usagetap_result> {
         R::LimitExceeded,
         R::InvalidParameter,
         R::Error,
+        R::NotAnEnvelope,
     ];
     ALL.into_iter().find(|r| *r as u32 == v)
 }

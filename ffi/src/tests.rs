@@ -430,7 +430,7 @@ fn count_tokens() {
 
 #[test]
 fn result_strings() {
-    for code in 7000..=7011 {
+    for code in 7000..=7012 {
         let s = usagetap_result_str(code);
         // SAFETY: static.
         let s = unsafe { s.as_str() };
@@ -446,6 +446,12 @@ fn result_strings() {
     }
     assert_eq!(usagetap_result::Ok as u32, 7000);
     assert_eq!(usagetap_result::Error as u32, 7011);
+    assert_eq!(usagetap_result::NotAnEnvelope as u32, 7012);
+    // SAFETY: static.
+    assert_eq!(
+        unsafe { usagetap_result_str(7013).as_str() },
+        "unknown result code"
+    );
 }
 
 #[test]
@@ -571,4 +577,525 @@ fn record_layout_is_padding_free() {
         + std::mem::size_of::<usagetap_str>() * 5
         + std::mem::size_of::<u32>() * 8;
     assert_eq!(std::mem::size_of::<usagetap_record>(), words);
+}
+
+// ---- chargeback: envelopes, the request rewrite, the usage-chunk filter ----------------------
+
+const KEY: &str = "0123456789abcdef0123456789abcdef";
+const SECRET: &[u8] = b"app-setting-secret";
+
+fn envelope(request: &str, response: &str) -> String {
+    serde_json::json!({
+        "eventTime": "2025-01-01T12:00:00.0000000Z",
+        "apiOperation": "ChatCompletions_Create",
+        "appSubscriptionKey": KEY,
+        "request": request,
+        "response": response,
+    })
+    .to_string()
+}
+
+fn meter_envelope(
+    opts: &str,
+    secret: &[u8],
+    env: &[u8],
+) -> Result<*mut usagetap_meter, usagetap_result> {
+    let mut m = ptr::null_mut();
+    // SAFETY: valid buffers and out-pointer.
+    let r = unsafe {
+        usagetap_meter_envelope(
+            opts.as_ptr().cast(),
+            opts.len(),
+            secret.as_ptr(),
+            secret.len(),
+            env.as_ptr(),
+            env.len(),
+            &mut m,
+        )
+    };
+    if r == usagetap_result::Ok {
+        assert!(!m.is_null());
+        Ok(m)
+    } else {
+        assert!(m.is_null(), "meter_out written on failure");
+        Err(r)
+    }
+}
+
+fn record(m: *mut usagetap_meter) -> usagetap_record {
+    let mut rec = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid out-pointer; written on OK.
+    assert_eq!(
+        unsafe { usagetap_meter_record(m, rec.as_mut_ptr()) },
+        usagetap_result::Ok
+    );
+    // SAFETY: written on OK.
+    unsafe { rec.assume_init() }
+}
+
+fn envelope_info(m: *mut usagetap_meter) -> (String, String, String) {
+    let mut info = std::mem::MaybeUninit::<usagetap_envelope_info>::uninit();
+    // SAFETY: valid out-pointer.
+    assert_eq!(
+        unsafe { usagetap_meter_envelope_info(m, info.as_mut_ptr()) },
+        usagetap_result::Ok
+    );
+    // SAFETY: written on OK; the strings are valid until free.
+    unsafe {
+        let info = info.assume_init();
+        (
+            info.consumer.as_str().to_owned(),
+            info.event_time.as_str().to_owned(),
+            info.api_operation.as_str().to_owned(),
+        )
+    }
+}
+
+#[test]
+fn envelope_is_metered_and_the_key_hashed() {
+    let env = envelope(REQUEST, STREAM);
+    let m = meter_envelope("", SECRET, env.as_bytes()).unwrap();
+    let rec = record(m);
+    assert_eq!(
+        (rec.prompt_tokens, rec.completion_tokens, rec.total_tokens),
+        (8, 1, 9)
+    );
+    assert_eq!(rec.status, usagetap_status::Complete as u32);
+    assert_eq!(rec.flags & USAGETAP_FLAG_TRUNCATED, 0);
+    assert_eq!(json(m)["total_tokens"], 9);
+    let (consumer, time, op) = envelope_info(m);
+    assert_eq!(consumer.len(), 32);
+    assert!(consumer
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    assert!(!consumer.contains(&KEY[..8]) && !env.contains(&consumer));
+    assert_eq!(
+        consumer,
+        usagetap::adapters::ConsumerHasher::new(SECRET).hash(KEY)
+    );
+    assert_eq!(time, "2025-01-01T12:00:00.0000000Z");
+    assert_eq!(op, "ChatCompletions_Create");
+    // Another secret, another id.
+    let m2 = meter_envelope("", b"other", env.as_bytes()).unwrap();
+    assert_ne!(envelope_info(m2).0, consumer);
+    free(m2);
+    // The meter is finished: nothing more goes in.
+    assert_eq!(feed(m, b"data: x\n\n"), usagetap_result::Finished);
+    assert!(last_err(m).contains("finished"), "{}", last_err(m));
+    let mut rec2 = std::mem::MaybeUninit::<usagetap_record>::uninit();
+    // SAFETY: valid pointers.
+    unsafe {
+        assert_eq!(
+            usagetap_meter_finish(m, rec2.as_mut_ptr()),
+            usagetap_result::Finished
+        );
+        assert_eq!(
+            usagetap_meter_request(m, REQUEST.as_ptr(), REQUEST.len()),
+            usagetap_result::Finished
+        );
+    }
+    assert_eq!(record(m).total_tokens, 9);
+    free(m);
+
+    // Options apply; an envelope without a key has no consumer.
+    let env = serde_json::json!({"request": REQUEST, "response": STREAM}).to_string();
+    let m = meter_envelope(r#"{"deployment":"d1"}"#, SECRET, env.as_bytes()).unwrap();
+    // SAFETY: valid until free.
+    assert_eq!(unsafe { record(m).deployment.as_str() }, "d1");
+    let mut info = std::mem::MaybeUninit::<usagetap_envelope_info>::uninit();
+    // SAFETY: valid out-pointer.
+    assert_eq!(
+        unsafe { usagetap_meter_envelope_info(m, info.as_mut_ptr()) },
+        usagetap_result::Ok
+    );
+    // SAFETY: written on OK.
+    let info = unsafe { info.assume_init() };
+    assert!(info.consumer.data.is_null() && info.consumer.len == 0);
+    assert!(info.event_time.data.is_null() && info.api_operation.len == 0);
+    free(m);
+}
+
+#[test]
+fn cut_envelope_is_flagged_not_an_error() {
+    let env = envelope(REQUEST, STREAM);
+    let from = env.find("\"response\"").unwrap();
+    for cut in [from + 20, env.len() * 2 / 3, env.len() - 1] {
+        let m = meter_envelope("", SECRET, &env.as_bytes()[..cut]).unwrap();
+        let rec = record(m);
+        assert_ne!(rec.flags & USAGETAP_FLAG_TRUNCATED, 0, "cut at {cut}");
+        assert_eq!(envelope_info(m).0.len(), 32);
+        free(m);
+    }
+}
+
+#[test]
+fn envelope_errors() {
+    let env = envelope(REQUEST, STREAM);
+    assert_eq!(
+        meter_envelope("", SECRET, b"not json"),
+        Err(usagetap_result::InvalidJson)
+    );
+    assert!(thread_err().contains("envelope"), "{}", thread_err());
+    assert_eq!(
+        meter_envelope("", SECRET, b"[1, 2]"),
+        Err(usagetap_result::InvalidJson)
+    );
+    assert_eq!(
+        meter_envelope("", SECRET, b""),
+        Err(usagetap_result::InvalidJson)
+    );
+    assert_eq!(
+        meter_envelope("", b"", env.as_bytes()),
+        Err(usagetap_result::InvalidParameter)
+    );
+    assert!(thread_err().contains("secret"), "{}", thread_err());
+    assert_eq!(
+        meter_envelope(r#"{"modle":1}"#, SECRET, env.as_bytes()),
+        Err(usagetap_result::InvalidOptions)
+    );
+    let mut m = ptr::null_mut();
+    // SAFETY: every pointer is NULL or valid.
+    unsafe {
+        assert_eq!(
+            usagetap_meter_envelope(
+                ptr::null(),
+                0,
+                SECRET.as_ptr(),
+                SECRET.len(),
+                env.as_ptr(),
+                env.len(),
+                ptr::null_mut()
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_envelope(
+                ptr::null(),
+                0,
+                ptr::null(),
+                4,
+                env.as_ptr(),
+                env.len(),
+                &mut m
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_meter_envelope(
+                ptr::null(),
+                0,
+                SECRET.as_ptr(),
+                SECRET.len(),
+                ptr::null(),
+                9,
+                &mut m
+            ),
+            usagetap_result::NullParameter
+        );
+        assert!(m.is_null());
+        let mut info = std::mem::MaybeUninit::<usagetap_envelope_info>::uninit();
+        assert_eq!(
+            usagetap_meter_envelope_info(ptr::null(), info.as_mut_ptr()),
+            usagetap_result::NullParameter
+        );
+        // A meter from usagetap_meter_new is not an envelope.
+        let plain = new_meter("");
+        assert_eq!(
+            usagetap_meter_envelope_info(plain, info.as_mut_ptr()),
+            usagetap_result::NotAnEnvelope
+        );
+        assert_eq!(
+            usagetap_meter_envelope_info(plain, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        free(plain);
+    }
+}
+
+/// Calls the rewrite; the body comes back owned.
+fn rewrite(body: &[u8]) -> (Vec<u8>, u32, u32) {
+    let mut out = usagetap_bytes {
+        data: ptr::null_mut(),
+        len: 0,
+    };
+    let (mut changed, mut asked) = (7u32, 7u32);
+    // SAFETY: valid buffers and out-pointers.
+    let r = unsafe {
+        usagetap_rewrite_include_usage(
+            body.as_ptr(),
+            body.len(),
+            &mut out,
+            &mut changed,
+            &mut asked,
+        )
+    };
+    assert_eq!(r, usagetap_result::Ok);
+    // SAFETY: not freed yet.
+    let bytes = unsafe { out.as_bytes() }.to_vec();
+    // SAFETY: written by the library; freed once, then the no-op second free.
+    unsafe {
+        usagetap_bytes_free(&mut out);
+        assert!(out.data.is_null() && out.len == 0);
+        usagetap_bytes_free(&mut out);
+    }
+    (bytes, changed, asked)
+}
+
+#[test]
+fn rewrite_asks_streaming_requests_for_usage() {
+    let (body, changed, asked) = rewrite(REQUEST.as_bytes());
+    let want = format!(
+        "{},\"stream_options\":{{\"include_usage\":true}}}}",
+        &REQUEST[..REQUEST.len() - 1]
+    );
+    assert_eq!(String::from_utf8(body.clone()).unwrap(), want);
+    assert_eq!((changed, asked), (1, 0));
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    // Already asked; not streaming; not JSON; cut: unchanged copies.
+    for (b, asked) in [
+        (&body[..], 1),
+        (br#"{"model":"gpt-4o","messages":[]}"#.as_slice(), 0),
+        (b"not json \xff".as_slice(), 0),
+        (br#"{"stream":true,"mess"#.as_slice(), 0),
+    ] {
+        assert_eq!(
+            rewrite(b),
+            (b.to_vec(), 0, asked),
+            "{}",
+            String::from_utf8_lossy(b)
+        );
+    }
+    // (NULL, 0): empty, nothing allocated.
+    let mut out = usagetap_bytes {
+        data: 1 as *mut u8,
+        len: 5,
+    };
+    let (mut changed, mut asked) = (7u32, 7u32);
+    // SAFETY: (NULL, 0) is empty; valid out-pointers.
+    unsafe {
+        assert_eq!(
+            usagetap_rewrite_include_usage(ptr::null(), 0, &mut out, &mut changed, &mut asked),
+            usagetap_result::Ok
+        );
+    }
+    assert!(out.data.is_null() && out.len == 0 && changed == 0 && asked == 0);
+}
+
+#[test]
+fn rewrite_misuse() {
+    let mut out = usagetap_bytes {
+        data: ptr::null_mut(),
+        len: 0,
+    };
+    let (mut changed, mut asked) = (7u32, 7u32);
+    let b = REQUEST.as_bytes();
+    // SAFETY: every pointer is NULL or valid.
+    unsafe {
+        assert_eq!(
+            usagetap_rewrite_include_usage(
+                b.as_ptr(),
+                b.len(),
+                ptr::null_mut(),
+                &mut changed,
+                &mut asked
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_rewrite_include_usage(
+                b.as_ptr(),
+                b.len(),
+                &mut out,
+                ptr::null_mut(),
+                &mut asked
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_rewrite_include_usage(
+                b.as_ptr(),
+                b.len(),
+                &mut out,
+                &mut changed,
+                ptr::null_mut()
+            ),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_rewrite_include_usage(ptr::null(), 3, &mut out, &mut changed, &mut asked),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_rewrite_include_usage(
+                b.as_ptr(),
+                usize::MAX,
+                &mut out,
+                &mut changed,
+                &mut asked
+            ),
+            usagetap_result::InvalidParameter
+        );
+        usagetap_bytes_free(ptr::null_mut());
+        usagetap_bytes_free(&mut out);
+    }
+    assert!(
+        out.data.is_null() && (changed, asked) == (7, 7),
+        "out-params written on failure"
+    );
+    assert!(!thread_err().is_empty());
+}
+
+fn new_filter(max: usize) -> *mut usagetap_usage_filter {
+    let mut f = ptr::null_mut();
+    // SAFETY: valid out-pointer.
+    assert_eq!(
+        unsafe { usagetap_usage_filter_new(max, &mut f) },
+        usagetap_result::Ok
+    );
+    assert!(!f.is_null());
+    f
+}
+
+fn filter_all(f: *mut usagetap_usage_filter, input: &[u8], step: usize) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut s = usagetap_slice::EMPTY;
+    for piece in input.chunks(step) {
+        // SAFETY: valid buffers; the output is read before the next call.
+        unsafe {
+            assert_eq!(
+                usagetap_usage_filter_feed(f, piece.as_ptr(), piece.len(), &mut s),
+                usagetap_result::Ok
+            );
+            got.extend_from_slice(s.as_bytes());
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        assert_eq!(usagetap_usage_filter_finish(f, &mut s), usagetap_result::Ok);
+        got.extend_from_slice(s.as_bytes());
+    }
+    got
+}
+
+fn removed(f: *mut usagetap_usage_filter) -> u64 {
+    let mut n = 99;
+    // SAFETY: valid out-pointer.
+    assert_eq!(
+        unsafe { usagetap_usage_filter_removed(f, &mut n) },
+        usagetap_result::Ok
+    );
+    n
+}
+
+#[test]
+fn filter_removes_the_usage_chunk_at_any_split() {
+    let usage_at = STREAM.find("data: {\"id\":\"c1\",\"choices\":[]").unwrap();
+    let done_at = STREAM.find("data: [DONE]").unwrap();
+    let want = format!("{}{}", &STREAM[..usage_at], &STREAM[done_at..]);
+    for step in 1..=7 {
+        let f = new_filter(0);
+        assert_eq!(removed(f), 0);
+        let got = filter_all(f, STREAM.as_bytes(), step);
+        assert_eq!(String::from_utf8(got).unwrap(), want, "step {step}");
+        assert_eq!(removed(f), 1);
+        // SAFETY: freed once.
+        unsafe { usagetap_usage_filter_free(f) };
+    }
+    // Without a usage chunk nothing changes, including a last event without its blank line.
+    let plain = &STREAM[..usage_at - 1];
+    let f = new_filter(64);
+    assert_eq!(filter_all(f, plain.as_bytes(), 3), plain.as_bytes());
+    assert_eq!(removed(f), 0);
+    // SAFETY: freed once.
+    unsafe { usagetap_usage_filter_free(f) };
+}
+
+#[test]
+fn filter_misuse() {
+    let f = new_filter(0);
+    let mut s = usagetap_slice::EMPTY;
+    let mut n = 5u64;
+    // SAFETY: every pointer is NULL or valid.
+    unsafe {
+        usagetap_usage_filter_free(ptr::null_mut());
+        assert_eq!(
+            usagetap_usage_filter_new(0, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_feed(ptr::null_mut(), b"x".as_ptr(), 1, &mut s),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_feed(f, b"x".as_ptr(), 1, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_finish(ptr::null_mut(), &mut s),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_removed(ptr::null(), &mut n),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_removed(f, ptr::null_mut()),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(n, 5);
+        // A complete event comes out; a failed feed keeps that output valid and unwritten.
+        let ev = b"data: {\"choices\":[{\"index\":0,\"delta\":{}}]}\n\ndata: {";
+        assert_eq!(
+            usagetap_usage_filter_feed(f, ev.as_ptr(), ev.len(), &mut s),
+            usagetap_result::Ok
+        );
+        assert_eq!(s.as_bytes(), &ev[..ev.len() - 7]);
+        let before = s;
+        assert_eq!(
+            usagetap_usage_filter_feed(f, ptr::null(), 2, &mut s),
+            usagetap_result::NullParameter
+        );
+        assert_eq!(
+            usagetap_usage_filter_feed(f, ev.as_ptr(), usize::MAX, &mut s),
+            usagetap_result::InvalidParameter
+        );
+        assert_eq!(s.data, before.data);
+        assert_eq!(s.as_bytes(), &ev[..ev.len() - 7]);
+        // (NULL, 0) is an empty piece: nothing to send.
+        assert_eq!(
+            usagetap_usage_filter_feed(f, ptr::null(), 0, &mut s),
+            usagetap_result::Ok
+        );
+        assert!(s.data.is_null() && s.len == 0);
+        assert_eq!(usagetap_usage_filter_finish(f, &mut s), usagetap_result::Ok);
+        assert_eq!(s.as_bytes(), b"data: {");
+        assert_eq!(
+            usagetap_usage_filter_feed(f, b"x".as_ptr(), 1, &mut s),
+            usagetap_result::Finished
+        );
+        assert_eq!(
+            usagetap_usage_filter_finish(f, &mut s),
+            usagetap_result::Finished
+        );
+        assert_eq!(s.as_bytes(), b"data: {");
+        assert_eq!(removed(f), 0);
+        usagetap_usage_filter_free(f);
+    }
+}
+
+#[test]
+fn new_layouts() {
+    assert_eq!(
+        std::mem::size_of::<usagetap_envelope_info>(),
+        3 * std::mem::size_of::<usagetap_str>()
+    );
+    assert_eq!(
+        std::mem::size_of::<usagetap_bytes>(),
+        2 * std::mem::size_of::<usize>()
+    );
+    assert_eq!(
+        std::mem::size_of::<usagetap_slice>(),
+        2 * std::mem::size_of::<usize>()
+    );
 }

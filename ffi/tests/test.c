@@ -1,8 +1,10 @@
 /*
  * C test of the usagetap C ABI: real corpus exchanges fed in 1..7-byte pieces and checked
- * against the service's reported usage, plus every function's misuse cases.
+ * against the service's reported usage; chargeback on corpus data (APIM envelopes, one cut; the
+ * include_usage rewrite; the usage-chunk filter on recorded streams fed in 1..7-byte pieces);
+ * plus every function's misuse cases.
  *
- * usage: test CASES_FILE   (CASES_FILE from ffi/tests/corpus_cases.py)
+ * usage: test CASES_FILE CHARGEBACK_FILE   (both from ffi/tests/corpus_cases.py)
  *        test --leak-one-meter   (leaks on purpose: valgrind must fail it)
  *
  * Built with -std=c11 -Wall -Wextra -Wpedantic -Werror and run under valgrind by ffi/test.sh.
@@ -83,13 +85,15 @@ static void test_version(void) {
 }
 
 static void test_static_strings(void) {
-  for (uint32_t code = USAGETAP_RESULT_OK; code <= USAGETAP_RESULT_ERROR; code++) {
+  for (uint32_t code = USAGETAP_RESULT_OK; code <= USAGETAP_RESULT_NOT_AN_ENVELOPE; code++) {
     usagetap_str s = usagetap_result_str(code);
     CHECK(s.len > 0 && !str_eq(s, "unknown result code"), "result_str(%u)", code);
   }
   CHECK(str_eq(usagetap_result_str(USAGETAP_RESULT_OK), "ok"), "ok");
   CHECK(str_eq(usagetap_result_str(0), "unknown result code"), "result 0");
   CHECK(str_eq(usagetap_result_str(6999), "unknown result code"), "result 6999");
+  CHECK(str_eq(usagetap_result_str(USAGETAP_RESULT_NOT_AN_ENVELOPE + 1), "unknown result code"),
+        "result after the last");
   CHECK(str_eq(usagetap_flag_name(USAGETAP_FLAG_TRUNCATED), "truncated"), "flag name");
   CHECK(str_eq(usagetap_flag_name(USAGETAP_FLAG_NO_USAGE_REPORTED), "no_usage_reported"),
         "flag name");
@@ -346,6 +350,344 @@ static void test_null_and_misuse(void) {
   usagetap_meter_free(m);
 }
 
+/* ---- chargeback: envelopes, the include_usage rewrite, the usage-chunk filter --------------- */
+
+/* The consumer-hash secret; ffi/tests/corpus_cases.py computes the expected ids with it. */
+static const char SECRET[] = "usagetap-ffi-test-secret";
+
+static unsigned envelopes_seen, envelopes_cut, rewrites_seen, filters_seen;
+
+/* Reads exactly n bytes into a new buffer (the caller frees it). */
+static uint8_t *read_blob(FILE *f, size_t n, const char *id) {
+  uint8_t *b = malloc(n + 1);
+  if (!b || fread(b, 1, n, f) != n) {
+    fprintf(stderr, "short chargeback case %s\n", id);
+    exit(2);
+  }
+  return b;
+}
+
+static int is_lower_hex(usagetap_str s) {
+  for (size_t i = 0; i < s.len; i++) {
+    char c = s.data[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+  }
+  return 1;
+}
+
+static int bytes_contain(const uint8_t *hay, size_t n, const uint8_t *needle, size_t k) {
+  for (size_t i = 0; k <= n && i + k <= n; i++)
+    if (memcmp(hay + i, needle, k) == 0) return 1;
+  return 0;
+}
+
+static void check_envelope(const char *line, FILE *f) {
+  char id[512], event_time[128], operation[128], consumer[128];
+  int cut = 0;
+  long long prompt, completion, total;
+  size_t key_len = 0, env_len = 0;
+  if (sscanf(line, "envelope %511s %d %lld %lld %lld %127s %127s %127s %zu %zu", id, &cut, &prompt,
+             &completion, &total, event_time, operation, consumer, &key_len, &env_len) != 10) {
+    fprintf(stderr, "bad envelope line: %s\n", line);
+    exit(2);
+  }
+  uint8_t *key = read_blob(f, key_len, id);
+  uint8_t *env = read_blob(f, env_len, id);
+  envelopes_seen++;
+
+  usagetap_meter *m = NULL;
+  usagetap_result r =
+      usagetap_meter_envelope(NULL, 0, (const uint8_t *)SECRET, strlen(SECRET), env, env_len, &m);
+  CHECK(r == OK && m != NULL, "%s: meter_envelope %u: %.*s", id, (unsigned)r,
+        (int)usagetap_thread_last_error().len, usagetap_thread_last_error().data);
+  if (r != OK) goto out;
+
+  usagetap_record rec;
+  CHECK(usagetap_meter_record(m, &rec) == OK, "%s: record", id);
+  if (cut) {
+    envelopes_cut++;
+    CHECK(rec.flags & USAGETAP_FLAG_TRUNCATED, "%s: cut envelope not flagged: flags %u status %u",
+          id, rec.flags, rec.status);
+  } else {
+    CHECK((long long)rec.prompt_tokens == prompt &&
+              (completion < 0 || (long long)rec.completion_tokens == completion) &&
+              (total < 0 || (long long)rec.total_tokens == total),
+          "%s: envelope got %" PRIu64 "/%" PRIu64 "/%" PRIu64 ", reported %lld/%lld/%lld", id,
+          rec.prompt_tokens, rec.completion_tokens, rec.total_tokens, prompt, completion, total);
+    CHECK(rec.source == USAGETAP_SOURCE_REPORTED && rec.status == USAGETAP_STATUS_COMPLETE &&
+              !(rec.flags & USAGETAP_FLAG_TRUNCATED),
+          "%s: source %u status %u flags %u", id, rec.source, rec.status, rec.flags);
+  }
+
+  usagetap_envelope_info info;
+  CHECK(usagetap_meter_envelope_info(m, &info) == OK, "%s: envelope_info", id);
+  CHECK(info.consumer.len == 32 && is_lower_hex(info.consumer), "%s: consumer %.*s", id,
+        (int)info.consumer.len, info.consumer.data);
+  CHECK(str_eq(info.consumer, consumer), "%s: consumer %.*s, HMAC oracle %s", id,
+        (int)info.consumer.len, info.consumer.data, consumer);
+  CHECK(!bytes_contain((const uint8_t *)info.consumer.data, info.consumer.len, key, key_len) &&
+            !bytes_contain(key, key_len, (const uint8_t *)info.consumer.data, info.consumer.len),
+        "%s: consumer id holds the raw key", id);
+  CHECK(str_eq(info.event_time, event_time), "%s: eventTime %.*s", id, (int)info.event_time.len,
+        info.event_time.data);
+  CHECK(str_eq(info.api_operation, operation), "%s: apiOperation", id);
+
+  usagetap_str json = {0};
+  CHECK(usagetap_meter_record_json(m, &json) == OK && json.len > 2 && json.data[0] == '{', "%s: json",
+        id);
+  CHECK(!bytes_contain((const uint8_t *)json.data, json.len, key, key_len),
+        "%s: the record JSON holds the raw key", id);
+  /* Finished: nothing more goes in. */
+  CHECK(usagetap_meter_feed(m, (const uint8_t *)"x", 1) == USAGETAP_RESULT_FINISHED, "%s: feed", id);
+  CHECK(usagetap_meter_finish(m, &rec) == USAGETAP_RESULT_FINISHED, "%s: finish", id);
+  usagetap_meter_free(m);
+out:
+  free(key);
+  free(env);
+}
+
+static void check_rewrite(const char *line, FILE *f) {
+  char id[512];
+  int changed = 0, asked = 0;
+  size_t body_len = 0, want_len = 0;
+  if (sscanf(line, "rewrite %511s %d %d %zu %zu", id, &changed, &asked, &body_len, &want_len) != 5) {
+    fprintf(stderr, "bad rewrite line: %s\n", line);
+    exit(2);
+  }
+  uint8_t *body = read_blob(f, body_len, id);
+  uint8_t *want = read_blob(f, want_len, id);
+  rewrites_seen++;
+
+  usagetap_bytes out = {NULL, 0};
+  uint32_t got_changed = 9, got_asked = 9;
+  usagetap_result r = usagetap_rewrite_include_usage(body, body_len, &out, &got_changed, &got_asked);
+  CHECK(r == OK, "%s: rewrite %u", id, (unsigned)r);
+  CHECK(got_changed == (uint32_t)changed && got_asked == (uint32_t)asked,
+        "%s: changed %u client_asked %u, want %d %d", id, got_changed, got_asked, changed, asked);
+  CHECK(out.len == want_len && memcmp(out.data, want, want_len) == 0, "%s: body %.*s", id,
+        (int)out.len, (const char *)out.data);
+  CHECK(out.data != body, "%s: the body is a new buffer even when unchanged", id);
+  if (changed) {
+    static const char field[] = "\"stream_options\":{\"include_usage\":true}";
+    CHECK(bytes_contain(out.data, out.len, (const uint8_t *)field, strlen(field)), "%s: field", id);
+    /* Valid JSON and a valid request. */
+    usagetap_meter *m = new_meter(NULL);
+    CHECK(usagetap_meter_request(m, out.data, out.len) == OK, "%s: rewritten body rejected: %.*s",
+          id, (int)usagetap_meter_last_error(m).len, usagetap_meter_last_error(m).data);
+    usagetap_meter_free(m);
+    /* Rewriting again changes nothing: the client now asks. */
+    usagetap_bytes again = {NULL, 0};
+    CHECK(usagetap_rewrite_include_usage(out.data, out.len, &again, &got_changed, &got_asked) == OK &&
+              got_changed == 0 && got_asked == 1 && again.len == out.len,
+          "%s: idempotent", id);
+    usagetap_bytes_free(&again);
+  }
+  usagetap_bytes_free(&out);
+  CHECK(out.data == NULL && out.len == 0, "%s: bytes_free resets", id);
+  usagetap_bytes_free(&out); /* a no-op now */
+  free(body);
+  free(want);
+}
+
+/* Appends a filter's output to a growing buffer. */
+static void append(uint8_t **buf, size_t *len, size_t *cap, usagetap_slice s) {
+  if (s.len == 0) return;
+  if (*len + s.len > *cap) {
+    *cap = (*len + s.len) * 2;
+    uint8_t *grown = realloc(*buf, *cap);
+    if (!grown) exit(2);
+    *buf = grown;
+  }
+  memcpy(*buf + *len, s.data, s.len);
+  *len += s.len;
+}
+
+static void check_filter(const char *line, FILE *f) {
+  char id[512];
+  unsigned long long want_removed = 0;
+  size_t in_len = 0, want_len = 0;
+  if (sscanf(line, "filter %511s %llu %zu %zu", id, &want_removed, &in_len, &want_len) != 4) {
+    fprintf(stderr, "bad filter line: %s\n", line);
+    exit(2);
+  }
+  uint8_t *in = read_blob(f, in_len, id);
+  uint8_t *want = read_blob(f, want_len, id);
+  filters_seen++;
+
+  /* A gateway: the meter reads the service's stream, the client gets the filtered one. */
+  usagetap_usage_filter *filter = NULL;
+  CHECK(usagetap_usage_filter_new(0, &filter) == OK && filter != NULL, "%s: filter_new", id);
+  usagetap_meter *m = new_meter(NULL);
+  uint8_t *got = NULL;
+  size_t got_len = 0, got_cap = 0;
+  usagetap_slice s;
+  int fed = 1;
+  for (size_t at = 0; at < in_len && fed;) {
+    size_t n = piece_size();
+    if (n > in_len - at) n = in_len - at;
+    fed = usagetap_usage_filter_feed(filter, in + at, n, &s) == OK;
+    if (fed) append(&got, &got_len, &got_cap, s);
+    fed = fed && usagetap_meter_feed(m, in + at, n) == OK;
+    at += n;
+  }
+  CHECK(fed, "%s: filter or meter feed", id);
+  CHECK(usagetap_usage_filter_finish(filter, &s) == OK, "%s: filter_finish", id);
+  append(&got, &got_len, &got_cap, s);
+  CHECK(got_len == want_len && (want_len == 0 || memcmp(got, want, want_len) == 0),
+        "%s: filtered stream differs (%zu bytes, want %zu)", id, got_len, want_len);
+  uint64_t removed = 0;
+  CHECK(usagetap_usage_filter_removed(filter, &removed) == OK && removed == want_removed,
+        "%s: removed %" PRIu64, id, removed);
+  CHECK(usagetap_usage_filter_feed(filter, in, 1, &s) == USAGETAP_RESULT_FINISHED, "%s: after", id);
+  usagetap_usage_filter_free(filter);
+
+  usagetap_record rec;
+  CHECK(usagetap_meter_finish(m, &rec) == OK && rec.source == USAGETAP_SOURCE_REPORTED,
+        "%s: the meter reads the usage the client does not see: source %u", id, rec.source);
+  usagetap_meter_free(m);
+  free(got);
+  free(in);
+  free(want);
+}
+
+static void test_chargeback_corpus(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    perror(path);
+    exit(2);
+  }
+  char line[1024];
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "envelope ", 9) == 0)
+      check_envelope(line, f);
+    else if (strncmp(line, "rewrite ", 8) == 0)
+      check_rewrite(line, f);
+    else if (strncmp(line, "filter ", 7) == 0)
+      check_filter(line, f);
+    else {
+      fprintf(stderr, "bad chargeback line: %s\n", line);
+      exit(2);
+    }
+    if (fgetc(f) != '\n') {
+      fprintf(stderr, "chargeback case not followed by a newline: %s\n", line);
+      exit(2);
+    }
+  }
+  fclose(f);
+  CHECK(envelopes_seen >= 3 && envelopes_cut >= 1 && rewrites_seen >= 3 && filters_seen >= 2,
+        "only %u envelopes (%u cut), %u rewrites, %u filter streams", envelopes_seen, envelopes_cut,
+        rewrites_seen, filters_seen);
+}
+
+static void test_chargeback_misuse(void) {
+  const char *env =
+      "{\"appSubscriptionKey\":\"k\",\"request\":\"{}\",\"response\":\"data: [DONE]\\n\\n\"}";
+  const uint8_t *e = (const uint8_t *)env;
+  const uint8_t *secret = (const uint8_t *)SECRET;
+  size_t slen = strlen(SECRET), elen = strlen(env);
+  uint64_t dummy = 0;
+  usagetap_meter *m = (usagetap_meter *)&dummy; /* must stay untouched on failure */
+
+  /* Envelopes. */
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, e, elen, NULL) ==
+            USAGETAP_RESULT_NULL_PARAMETER,
+        "envelope NULL out");
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, (const uint8_t *)"not json", 8, &m) ==
+            USAGETAP_RESULT_INVALID_JSON,
+        "envelope not JSON");
+  CHECK(usagetap_thread_last_error().len > 0, "envelope message");
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, (const uint8_t *)"[1]", 3, &m) ==
+            USAGETAP_RESULT_INVALID_JSON,
+        "envelope array");
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, NULL, 0, &m) == USAGETAP_RESULT_INVALID_JSON,
+        "envelope empty");
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, NULL, 5, &m) == USAGETAP_RESULT_NULL_PARAMETER,
+        "envelope NULL with a length");
+  CHECK(usagetap_meter_envelope(NULL, 0, NULL, 0, e, elen, &m) == USAGETAP_RESULT_INVALID_PARAMETER,
+        "empty secret");
+  CHECK(str_contains(usagetap_thread_last_error(), "secret"), "secret message");
+  CHECK(usagetap_meter_envelope("{\"modle\":1}", 11, secret, slen, e, elen, &m) ==
+            USAGETAP_RESULT_INVALID_OPTIONS,
+        "envelope options");
+  CHECK(m == (usagetap_meter *)&dummy, "meter_out written on failure");
+  usagetap_envelope_info info;
+  CHECK(usagetap_meter_envelope_info(NULL, &info) == USAGETAP_RESULT_NULL_PARAMETER, "info NULL");
+  m = new_meter(NULL);
+  CHECK(usagetap_meter_envelope_info(m, &info) == USAGETAP_RESULT_NOT_AN_ENVELOPE, "not an envelope");
+  CHECK(usagetap_meter_envelope_info(m, NULL) == USAGETAP_RESULT_NULL_PARAMETER, "info NULL out");
+  usagetap_meter_free(m);
+  /* An envelope without a usable response still gives a record; no eventTime is {NULL, 0}. */
+  CHECK(usagetap_meter_envelope(NULL, 0, secret, slen, e, elen, &m) == OK, "small envelope");
+  CHECK(usagetap_meter_envelope_info(m, &info) == OK && info.consumer.len == 32 &&
+            info.event_time.data == NULL && info.event_time.len == 0,
+        "small envelope info");
+  usagetap_meter_free(m);
+
+  /* The rewrite. */
+  usagetap_bytes out = {NULL, 0};
+  uint32_t changed = 9, asked = 9;
+  const uint8_t *req = (const uint8_t *)"{\"stream\":true}";
+  CHECK(usagetap_rewrite_include_usage(req, 15, NULL, &changed, &asked) ==
+            USAGETAP_RESULT_NULL_PARAMETER,
+        "rewrite NULL body_out");
+  CHECK(usagetap_rewrite_include_usage(req, 15, &out, NULL, &asked) == USAGETAP_RESULT_NULL_PARAMETER,
+        "rewrite NULL changed_out");
+  CHECK(usagetap_rewrite_include_usage(req, 15, &out, &changed, NULL) ==
+            USAGETAP_RESULT_NULL_PARAMETER,
+        "rewrite NULL client_asked_out");
+  CHECK(usagetap_rewrite_include_usage(NULL, 15, &out, &changed, &asked) ==
+            USAGETAP_RESULT_NULL_PARAMETER,
+        "rewrite NULL body with a length");
+  CHECK(out.data == NULL && changed == 9 && asked == 9, "rewrite out-params written on failure");
+  CHECK(usagetap_rewrite_include_usage(NULL, 0, &out, &changed, &asked) == OK && out.data == NULL &&
+            out.len == 0 && changed == 0 && asked == 0,
+        "rewrite (NULL, 0)");
+  CHECK(usagetap_rewrite_include_usage((const uint8_t *)"\xff{", 2, &out, &changed, &asked) == OK &&
+            out.len == 2 && changed == 0,
+        "rewrite non-JSON");
+  usagetap_bytes_free(&out);
+  usagetap_bytes_free(&out);
+  usagetap_bytes_free(NULL);
+
+  /* The filter. */
+  usagetap_usage_filter *filter = NULL;
+  usagetap_slice s = {NULL, 0};
+  uint64_t removed = 77;
+  usagetap_usage_filter_free(NULL);
+  CHECK(usagetap_usage_filter_new(0, NULL) == USAGETAP_RESULT_NULL_PARAMETER, "filter_new NULL");
+  CHECK(usagetap_usage_filter_feed(NULL, req, 1, &s) == USAGETAP_RESULT_NULL_PARAMETER, "feed NULL");
+  CHECK(usagetap_usage_filter_finish(NULL, &s) == USAGETAP_RESULT_NULL_PARAMETER, "finish NULL");
+  CHECK(usagetap_usage_filter_removed(NULL, &removed) == USAGETAP_RESULT_NULL_PARAMETER && removed == 77,
+        "removed NULL");
+  CHECK(usagetap_usage_filter_new(16, &filter) == OK, "filter_new");
+  CHECK(usagetap_usage_filter_feed(filter, req, 1, NULL) == USAGETAP_RESULT_NULL_PARAMETER,
+        "feed NULL out");
+  CHECK(usagetap_usage_filter_feed(filter, NULL, 3, &s) == USAGETAP_RESULT_NULL_PARAMETER,
+        "feed NULL with a length");
+  CHECK(usagetap_usage_filter_feed(filter, NULL, 0, &s) == OK && s.len == 0, "feed (NULL, 0)");
+  CHECK(usagetap_usage_filter_removed(filter, NULL) == USAGETAP_RESULT_NULL_PARAMETER,
+        "removed NULL out");
+  /* An event that grows past max_event_bytes before its end arrives passes through unread. */
+  const char *big =
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":1,"
+      "\"total_tokens\":2}}\n\n";
+  uint8_t *got = NULL;
+  size_t got_len = 0, got_cap = 0, big_len = strlen(big);
+  int fed = 1;
+  for (size_t at = 0; at < big_len && fed; at += 4) {
+    size_t n = big_len - at < 4 ? big_len - at : 4;
+    fed = usagetap_usage_filter_feed(filter, (const uint8_t *)big + at, n, &s) == OK;
+    if (fed) append(&got, &got_len, &got_cap, s);
+  }
+  CHECK(fed && got_len == big_len && memcmp(got, big, big_len) == 0,
+        "over-long event passed through (%zu bytes)", got_len);
+  free(got);
+  CHECK(usagetap_usage_filter_finish(filter, &s) == OK && s.len == 0, "finish");
+  CHECK(usagetap_usage_filter_finish(filter, &s) == USAGETAP_RESULT_FINISHED, "finish twice");
+  CHECK(usagetap_usage_filter_removed(filter, &removed) == OK && removed == 0, "removed");
+  usagetap_usage_filter_free(filter);
+}
+
 static void test_count_tokens(void) {
   uint64_t n = 99;
   CHECK(usagetap_count_tokens("hello world", 11, "gpt-4o", 6, &n) == OK && n == 2, "count %" PRIu64,
@@ -369,18 +711,22 @@ int main(int argc, char **argv) {
     printf("leaked one meter (%" PRIu64 " tokens)\n", rec.total_tokens);
     return 0;
   }
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s CASES_FILE\n", argv[0]);
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s CASES_FILE CHARGEBACK_FILE\n", argv[0]);
     return 2;
   }
   test_version();
   test_static_strings();
   test_null_and_misuse();
   test_count_tokens();
+  test_chargeback_misuse();
   test_corpus(argv[1]);
+  test_chargeback_corpus(argv[2]);
   printf("corpus: %u cases; %u streams and %u JSON bodies matched the reported usage; "
          "%u streams without usage computed\n",
          cases_seen, matched_streams, matched_bodies, computed_streams);
+  printf("chargeback: %u APIM envelopes (%u cut), %u rewrites, %u filtered streams\n",
+         envelopes_seen, envelopes_cut, rewrites_seen, filters_seen);
   printf("%u passed, %u failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }
