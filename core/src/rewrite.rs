@@ -26,8 +26,10 @@ pub struct Rewrite<'a> {
     pub client_asked: bool,
 }
 
-/// Returns `body` with `stream_options.include_usage = true` when it is a JSON object with
-/// `"stream": true` that does not already ask for usage; otherwise `body` unchanged.
+/// Returns `body` with `stream_options.include_usage = true` when it is a chat-completions
+/// (`messages`) or completions (`prompt`) JSON object with `"stream": true` that does not already
+/// ask for usage; otherwise `body` unchanged (Responses API bodies always are: that API reports
+/// usage by itself and rejects the field).
 /// Only the bytes of that one field change: the rest of the body stays byte-identical.
 ///
 /// # Example
@@ -42,7 +44,10 @@ pub fn ensure_include_usage(body: &[u8]) -> Rewrite<'_> {
     let Some(obj) = json_scan::scan_object(body) else { return unchanged(false) };
     let Some(close) = obj.close else { return unchanged(false) };
     let streams = obj.get("stream").is_some_and(|f| f.raw(body) == b"true");
-    if !streams {
+    // Only chat completions (`messages`) and completions (`prompt`) take `include_usage`; the
+    // Responses API always reports usage and would reject the field.
+    let takes_option = obj.get("messages").is_some() || obj.get("prompt").is_some();
+    if !streams || !takes_option {
         return unchanged(false);
     }
     let splice = |at: std::ops::Range<usize>, with: &[u8]| {
@@ -256,18 +261,19 @@ mod tests {
             assert_eq!(&r.body[..], b);
         };
         same(br#"{"stream":false,"messages":[]}"#);
+        same(br#"{"stream":true,"input":"hi","model":"gpt-4o"}"#);
         same(br#"{"messages":[]}"#);
-        same(br#"{"stream":true,"stream_options":{"include_usage":true}}"#);
+        same(br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true}}"#);
         same(b"not json");
         same(br#"{"stream":true"#);
-        let r = ensure_include_usage(b"{\n  \"stream\": true,\n  \"stream_options\": {}\n}");
-        assert_eq!(&r.body[..], b"{\n  \"stream\": true,\n  \"stream_options\": {\"include_usage\":true}\n}");
-        let r = ensure_include_usage(br#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
-        assert_eq!(&r.body[..], br#"{"stream":true,"stream_options":{"include_usage":true,"x":1}}"#);
-        let r = ensure_include_usage(br#"{"stream":true,"stream_options":null}"#);
-        assert_eq!(&r.body[..], br#"{"stream":true,"stream_options":{"include_usage":true}}"#);
-        let r = ensure_include_usage(b"{\"stream\":true,\"m\":\"\xC3\xA9\"\n}");
-        assert_eq!(&r.body[..], b"{\"stream\":true,\"m\":\"\xC3\xA9\",\"stream_options\":{\"include_usage\":true}\n}");
+        let r = ensure_include_usage(b"{\n  \"stream\": true,\"prompt\":\"x\",\n  \"stream_options\": {}\n}");
+        assert_eq!(&r.body[..], b"{\n  \"stream\": true,\"prompt\":\"x\",\n  \"stream_options\": {\"include_usage\":true}\n}");
+        let r = ensure_include_usage(br#"{"stream":true,"messages":[],"stream_options":{"include_usage":false,"x":1}}"#);
+        assert_eq!(&r.body[..], br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true,"x":1}}"#);
+        let r = ensure_include_usage(br#"{"stream":true,"messages":[],"stream_options":null}"#);
+        assert_eq!(&r.body[..], br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true}}"#);
+        let r = ensure_include_usage(b"{\"stream\":true,\"messages\":[],\"m\":\"\xC3\xA9\"\n}");
+        assert_eq!(&r.body[..], b"{\"stream\":true,\"messages\":[],\"m\":\"\xC3\xA9\",\"stream_options\":{\"include_usage\":true}\n}");
         assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());
     }
 
