@@ -1,0 +1,157 @@
+//! Side-by-side comparison, one run, medians: usagetap against the Rust pipeline a team would
+//! assemble from crates (serde_json per SSE line into a struct + tiktoken-rs on the joined text),
+//! on real recorded streams and long synthetic OpenAI / Azure streams; plus the cost of counting
+//! the text alone, and cold start per encoding in a fresh process.
+//!
+//! Run: `cargo bench -p usagetap-benches --bench compare`
+
+use std::hint::black_box;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use usagetap::{Encoding, Meter, MeterOptions};
+use usagetap_benches::{corpus_chat_streams, synthetic_azure, synthetic_openai, without_usage};
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+}
+
+#[derive(Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Option<Delta>,
+}
+
+#[derive(Deserialize)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+/// The baseline: parse every `data:` line with serde_json, join the content, count it.
+fn baseline(body: &str) -> usize {
+    let mut text = String::new();
+    for line in body.lines() {
+        let Some(d) = line.strip_prefix("data: ") else { continue };
+        if d == "[DONE]" {
+            continue;
+        }
+        if let Ok(c) = serde_json::from_str::<Chunk>(d) {
+            for ch in c.choices {
+                if let Some(t) = ch.delta.and_then(|d| d.content) {
+                    text.push_str(&t);
+                }
+            }
+        }
+    }
+    tiktoken_rs::o200k_base_singleton().encode_ordinary(&text).len()
+}
+
+fn usagetap(body: &str) -> u64 {
+    let mut m = Meter::new(MeterOptions::default());
+    m.feed(body.as_bytes()).expect("feed");
+    m.finish().expect("finish").completion_tokens
+}
+
+/// Median seconds of `f` over enough repetitions to fill about `budget`.
+fn median<F: FnMut()>(mut f: F, budget: Duration) -> f64 {
+    f();
+    let t = Instant::now();
+    f();
+    let one = t.elapsed().max(Duration::from_nanos(100));
+    let reps = ((budget.as_secs_f64() / one.as_secs_f64()) as usize).clamp(5, 2001);
+    let mut v: Vec<f64> = (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn joined_text(body: &str) -> String {
+    let mut text = String::new();
+    for line in body.lines() {
+        if let Some(d) = line.strip_prefix("data: ") {
+            if let Ok(c) = serde_json::from_str::<Chunk>(d) {
+                for ch in c.choices {
+                    if let Some(t) = ch.delta.and_then(|d| d.content) {
+                        text.push_str(&t);
+                    }
+                }
+            }
+        }
+    }
+    text
+}
+
+fn cold(enc: &str) -> f64 {
+    let exe = std::env::current_exe().expect("exe");
+    let mut v: Vec<f64> = (0..7)
+        .map(|_| {
+            let out = Command::new(&exe).args(["--cold", enc]).output().expect("child");
+            String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(f64::NAN)
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--cold") {
+        // A fresh process: time from nothing to the first count.
+        let enc = Encoding::from_name(&args[i + 1]).expect("encoding");
+        let t = Instant::now();
+        black_box(enc.count(black_box("Hello, world! This is the first count.")));
+        println!("{}", t.elapsed().as_secs_f64() * 1e3);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    Encoding::O200kBase.count("warm");
+    tiktoken_rs::o200k_base_singleton();
+    let real = corpus_chat_streams();
+    let cases: Vec<(&str, Vec<String>)> = vec![
+        (
+            "real streams, usage chunk",
+            real.iter().filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]")).map(|(_, r)| r.clone()).collect(),
+        ),
+        (
+            "real streams, no usage",
+            real.iter().filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]")).map(|(_, r)| without_usage(r)).collect(),
+        ),
+        ("OpenAI 4k chunks, usage", vec![synthetic_openai(4000, true)]),
+        ("OpenAI 4k chunks, no usage", vec![synthetic_openai(4000, false)]),
+        ("Azure 4k chunks, usage", vec![synthetic_azure(4000, true)]),
+        ("Azure 4k chunks, no usage", vec![synthetic_azure(4000, false)]),
+    ];
+    let budget = Duration::from_millis(1500);
+    println!("{:<28} {:>9} {:>13} {:>13} {:>8} {:>15}", "input", "MB", "serde+tk MB/s", "usagetap MB/s", "ratio", "meter/count-only");
+    for (name, bodies) in &cases {
+        let bytes: usize = bodies.iter().map(String::len).sum();
+        let mb = bytes as f64 / 1e6;
+        let t_base = median(|| for b in bodies { black_box(baseline(b)); }, budget);
+        let t_tap = median(|| for b in bodies { black_box(usagetap(b)); }, budget);
+        let texts: Vec<String> = bodies.iter().map(|b| joined_text(b)).collect();
+        let t_count = median(|| for t in &texts { black_box(Encoding::O200kBase.count(t)); }, budget);
+        println!(
+            "{name:<28} {mb:>9.3} {:>13.1} {:>13.1} {:>7.1}x {:>15.2}",
+            mb / t_base,
+            mb / t_tap,
+            t_base / t_tap,
+            t_tap / t_count
+        );
+    }
+    println!();
+    println!("cold start (fresh process, build tables + first count), median of 7:");
+    for enc in ["o200k_base", "cl100k_base"] {
+        println!("  {enc:<12} {:>8.1} ms", cold(enc));
+    }
+}
