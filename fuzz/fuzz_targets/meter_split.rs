@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use usagetap::{meter, Meter, MeterOptions};
 
 fuzz_target!(|data: &[u8]| {
-    let Some(s) = usagetap_fuzz::split(data) else { return };
+    let Some(s) = usagetap_fuzz::split(data) else {
+        return;
+    };
     let mut opts = MeterOptions::default();
     if s.cfg & 1 != 0 {
         opts.limits = usagetap_fuzz::small_limits();

@@ -5,13 +5,23 @@ use usagetap::request::Request;
 use usagetap::{prompt, Encoding, Endpoint};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(req) = Request::parse(data) else { return };
+    let Ok(req) = Request::parse(data) else {
+        return;
+    };
     let (_, _) = (req.streams(), req.include_usage());
     let ep = req.endpoint().unwrap_or(Endpoint::ChatCompletions);
-    for (model, enc) in [("gpt-4o", Encoding::O200kBase), ("gpt-3.5-turbo", Encoding::Cl100kBase), ("o3-mini", Encoding::O200kBase)] {
+    for (model, enc) in [
+        ("gpt-4o", Encoding::O200kBase),
+        ("gpt-3.5-turbo", Encoding::Cl100kBase),
+        ("o3-mini", Encoding::O200kBase),
+    ] {
         let p = prompt::count(&req, ep, model, enc);
         if let Some(i) = p.image_tokens {
-            assert!(i <= p.tokens, "image tokens {i} > prompt tokens {}", p.tokens);
+            assert!(
+                i <= p.tokens,
+                "image tokens {i} > prompt tokens {}",
+                p.tokens
+            );
         }
     }
 });

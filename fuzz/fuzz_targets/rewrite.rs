@@ -68,7 +68,9 @@ fn filter(max_event: usize, pieces: &[&[u8]]) -> (Vec<u8>, u64) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(s) = usagetap_fuzz::split(data) else { return };
+    let Some(s) = usagetap_fuzz::split(data) else {
+        return;
+    };
     let body = s.body;
 
     let r = ensure_include_usage(body);
@@ -77,12 +79,21 @@ fuzz_target!(|data: &[u8]| {
     } else if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
         let v: serde_json::Value = match serde_json::from_slice(&r.body) {
             Ok(v) => v,
-            Err(e) => panic!("rewrite broke valid JSON ({e}): {}", String::from_utf8_lossy(&r.body)),
+            Err(e) => panic!(
+                "rewrite broke valid JSON ({e}): {}",
+                String::from_utf8_lossy(&r.body)
+            ),
         };
-        assert_eq!(v["stream_options"]["include_usage"], serde_json::Value::Bool(true));
+        assert_eq!(
+            v["stream_options"]["include_usage"],
+            serde_json::Value::Bool(true)
+        );
         assert!(!r.client_asked);
         let again = ensure_include_usage(&r.body);
-        assert!(!again.changed && again.client_asked, "rewrite is not idempotent");
+        assert!(
+            !again.changed && again.client_asked,
+            "rewrite is not idempotent"
+        );
     }
 
     // Filter: a large cap (no passthrough) against the oracle; a small cap only for split
@@ -90,7 +101,11 @@ fuzz_target!(|data: &[u8]| {
     let want = naive_filter(body);
     let whole = filter(1 << 20, &[body]);
     assert_eq!(whole, want, "filter differs from the naive oracle");
-    assert_eq!(filter(1 << 20, &s.pieces(body)), whole, "filter depends on the split");
+    assert_eq!(
+        filter(1 << 20, &s.pieces(body)),
+        whole,
+        "filter depends on the split"
+    );
     let small = filter(32, &[body]);
     assert!(small.1 <= whole.1);
 });

@@ -17,7 +17,9 @@ fn run(max_line: usize, max_event: usize, pieces: &[&[u8]]) -> Out {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some(s) = usagetap_fuzz::split(data) else { return };
+    let Some(s) = usagetap_fuzz::split(data) else {
+        return;
+    };
     // cfg bits 0-1: the caps.
     let (max_line, max_event) = match s.cfg & 3 {
         0 => (1 << 20, 1 << 20),

@@ -10,7 +10,17 @@ fuzz_target!(|data: &[u8]| {
         Err(e) => std::str::from_utf8(&data[..e.valid_up_to()]).unwrap_or(""),
     };
     let o = tiktoken_rs::o200k_base_singleton().encode_ordinary(s).len();
-    assert_eq!(Encoding::O200kBase.count(s), o, "o200k_base differs on {s:?}");
-    let c = tiktoken_rs::cl100k_base_singleton().encode_ordinary(s).len();
-    assert_eq!(Encoding::Cl100kBase.count(s), c, "cl100k_base differs on {s:?}");
+    assert_eq!(
+        Encoding::O200kBase.count(s),
+        o,
+        "o200k_base differs on {s:?}"
+    );
+    let c = tiktoken_rs::cl100k_base_singleton()
+        .encode_ordinary(s)
+        .len();
+    assert_eq!(
+        Encoding::Cl100kBase.count(s),
+        c,
+        "cl100k_base differs on {s:?}"
+    );
 });

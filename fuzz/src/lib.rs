@@ -24,7 +24,10 @@ pub fn split(data: &[u8]) -> Option<Split<'_>> {
         return None;
     }
     let (c, body) = rest.split_at(2 * n);
-    let cuts = c.chunks(2).map(|p| usize::from(u16::from_le_bytes([p[0], p[1]]))).collect();
+    let cuts = c
+        .chunks(2)
+        .map(|p| usize::from(u16::from_le_bytes([p[0], p[1]])))
+        .collect();
     Some(Split { cfg, cuts, body })
 }
 
