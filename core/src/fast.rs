@@ -33,28 +33,22 @@ pub(crate) struct FastChoice<'a> {
 pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
     let mut s = Scanner { p, i: 0 };
     let mut out = FastChunk::default();
-    let mut seen = Seen::default();
     s.ws();
-    s.eat(b'{')?;
-    s.ws();
-    if s.peek()? == b'}' {
-        return None;
-    }
-    loop {
-        s.ws();
-        let key = s.string_raw()?;
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
-        seen.check(key)?;
+    s.object(|s, key| {
         match key {
-            b"choices" => s.choices(&mut out.choices)?,
+            b"choices" => {
+                if !s.null() {
+                    s.array(|s| {
+                        out.choices.push(s.choice()?);
+                        Some(())
+                    })?;
+                }
+            }
             b"id" => out.id = s.opt_string()?,
             b"model" => out.model = s.opt_string()?,
             b"object" => out.object = s.opt_string()?,
             b"system_fingerprint" => out.system_fingerprint = s.opt_string()?,
             b"created" => out.created = s.int()?,
-            // Usage, errors and Responses API events take the full decoder.
             b"usage" => {
                 if !s.null() {
                     return None;
@@ -65,13 +59,8 @@ pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
             | b"output_index" | b"item" | b"message" | b"code" => return None,
             _ => s.skip()?,
         }
-        s.ws();
-        match s.next()? {
-            b',' => continue,
-            b'}' => break,
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
     s.ws();
     (s.i == p.len()).then_some(out)
 }
@@ -225,10 +214,35 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn choices(&mut self, out: &mut Vec<FastChoice<'a>>) -> Option<()> {
-        if self.null() {
+    /// Walks an object, calling `field` with the scanner positioned at each value; `field` must
+    /// consume the value. A repeated key declines.
+    fn object<F: FnMut(&mut Self, &'a [u8]) -> Option<()>>(&mut self, mut field: F) -> Option<()> {
+        let mut seen = Seen::default();
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
             return Some(());
         }
+        loop {
+            self.ws();
+            let key = self.string_raw()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            seen.check(key)?;
+            field(self, key)?;
+            self.ws();
+            match self.next()? {
+                b',' => continue,
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Walks an array, calling `elem` at each element; `elem` must consume it.
+    fn array<F: FnMut(&mut Self) -> Option<()>>(&mut self, mut elem: F) -> Option<()> {
         self.eat(b'[')?;
         self.ws();
         if self.peek()? == b']' {
@@ -237,7 +251,7 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.ws();
-            out.push(self.choice()?);
+            elem(self)?;
             self.ws();
             match self.next()? {
                 b',' => continue,
@@ -250,80 +264,46 @@ impl<'a> Scanner<'a> {
     fn choice(&mut self) -> Option<FastChoice<'a>> {
         let mut c = FastChoice::default();
         let mut has_index = false;
-        let mut seen = Seen::default();
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(c);
-        }
-        loop {
-            self.ws();
-            let key = self.string_raw()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            seen.check(key)?;
+        let mut has_delta = false;
+        self.object(|s, key| {
             match key {
                 b"index" => {
-                    c.index = self.int()??;
+                    c.index = s.int()??;
                     has_index = true;
                 }
                 b"delta" | b"message" => {
                     // The full decoder reads `delta` and ignores `message` when both appear.
-                    seen.check(b"delta|message")?;
-                    self.delta(&mut c)?
+                    if std::mem::replace(&mut has_delta, true) {
+                        return None;
+                    }
+                    if !s.null() {
+                        s.delta(&mut c)?;
+                    }
                 }
-                b"finish_reason" => c.finish_reason = self.opt_string()?,
-                b"text" => c.text = self.opt_string()?,
-                _ => self.skip()?,
+                b"finish_reason" => c.finish_reason = s.opt_string()?,
+                b"text" => c.text = s.opt_string()?,
+                _ => s.skip()?,
             }
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => break,
-                _ => return None,
-            }
-        }
-        // The full decoder defaults a missing index by position rules; keep that in one place.
+            Some(())
+        })?;
+        // The full decoder defaults a missing index; keep that rule in one place.
         has_index.then_some(c)
     }
 
     fn delta(&mut self, c: &mut FastChoice<'a>) -> Option<()> {
-        let mut seen = Seen::default();
-        if self.null() {
-            return Some(());
-        }
-        self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.ws();
-            let key = self.string_raw()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            seen.check(key)?;
+        self.object(|s, key| {
             match key {
-                b"content" => c.content = self.opt_string()?,
-                b"refusal" => c.refusal = self.opt_string()?,
+                b"content" => c.content = s.opt_string()?,
+                b"refusal" => c.refusal = s.opt_string()?,
                 b"tool_calls" | b"function_call" => {
-                    if !self.null() {
+                    if !s.null() {
                         return None;
                     }
                 }
-                _ => self.skip()?,
+                _ => s.skip()?,
             }
-            self.ws();
-            match self.next()? {
-                b',' => continue,
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+            Some(())
+        })
     }
 }
 
