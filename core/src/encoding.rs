@@ -8,9 +8,11 @@
 use std::fmt;
 
 /// A BPE encoding used by OpenAI models.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
-    /// `o200k_base`: gpt-4o, gpt-4.1, gpt-4.5, gpt-5, o-series.
+    /// `o200k_base`: gpt-4o, gpt-4.1, gpt-4.5, gpt-5, o-series. The default, and the fallback
+    /// for unknown models.
+    #[default]
     O200kBase,
     /// `o200k_harmony`: gpt-oss.
     O200kHarmony,

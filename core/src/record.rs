@@ -343,12 +343,6 @@ impl Serialize for Encoding {
     }
 }
 
-impl Default for Encoding {
-    fn default() -> Self {
-        Encoding::O200kBase
-    }
-}
-
 impl UsageRecord {
     /// The record as one line of JSON (the design's record shape).
     pub fn to_json(&self) -> String {
