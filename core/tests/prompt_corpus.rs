@@ -262,13 +262,20 @@ fn chat_prompt_tokens_match_reported() {
         let c = prompt::count(&req, Endpoint::ChatCompletions, &model, enc);
         let cat = chat_category(&r["request"], &model, enc);
         // Unverified inputs must say so.
-        if matches!(
-            cat,
-            "json_schema" | "tools, reasoning models" | "other parts (file, audio)"
-        ) {
+        let reasoning = reasoning_framing(&model);
+        if matches!(cat, "tools, reasoning models" | "other parts (file, audio)")
+            || (cat == "json_schema" && reasoning)
+        {
             assert!(
                 c.flags.contains(Flags::PROMPT_ESTIMATED),
                 "{id}: {cat} not flagged"
+            );
+        }
+        if cat == "json_schema" && !reasoning && c.tokens == reported {
+            // Structured outputs are verified: exact records carry no estimate flag.
+            assert!(
+                !c.flags.contains(Flags::PROMPT_ESTIMATED),
+                "{id}: {cat} exact but flagged"
             );
         }
         if cat.starts_with("text") || cat == "reasoning text" || cat == "json_object" {
@@ -298,7 +305,7 @@ fn chat_prompt_tokens_match_reported() {
             ("tools + tool messages", 186, 153),
             ("tool messages, no tools", 5, 5),
             ("json_object", 45, 45),
-            ("json_schema", 245, 0),
+            ("json_schema", 245, 245),
             ("tools, reasoning models", 44, 0),
             ("images, data URLs", 58, 58),
             ("images, http URLs", 11, 2),
