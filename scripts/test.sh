@@ -3,6 +3,8 @@
 # Python wheel. Installs what it needs (apt and pip packages) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+stages=0
+stage() { stages=$((stages + 1)); echo "== $*"; }
 
 if [ ! -f ../shared/corpus/dev.jsonl ] && [ -z "${USAGETAP_CORPUS:-}" ]; then
   echo "error: the recorded corpus is expected at ../shared/corpus/dev.jsonl (or set USAGETAP_CORPUS)" >&2
@@ -10,13 +12,13 @@ if [ ! -f ../shared/corpus/dev.jsonl ] && [ -z "${USAGETAP_CORPUS:-}" ]; then
 fi
 export USAGETAP_CORPUS="${USAGETAP_CORPUS:-$(cd .. && pwd)/shared/corpus/dev.jsonl}"
 
-echo "== Rust: unit, corpus, split-invariance and doc tests"
+stage "Rust: unit, corpus, split-invariance and doc tests"
 cargo test --workspace --locked
 
-echo "== Benches compile"
+stage "Benches compile"
 cargo bench -p usagetap-benches --locked --no-run
 
-echo "== CLI contract: --feed-chunk N gives the same records as one piece"
+stage "CLI contract: --feed-chunk N gives the same records as one piece"
 cargo build --release --locked -p usagetap-cli
 bin=target/release/usagetap
 tmp=$(mktemp -d)
@@ -35,7 +37,7 @@ printf '{"id":"bad-1","response_body":5}\nnot json\n{"id":"ok","response_body":"
 grep -q '"id":"bad-1".*"status":"error"' "$tmp/bad.jsonl"
 echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records"
 
-echo "== CLI chargeback on the APIM samples: no raw subscription key in any output"
+stage "CLI chargeback on the APIM samples: no raw subscription key in any output"
 for fmt in table csv json; do
   USAGETAP_CONSUMER_SECRET=ci-secret "$bin" chargeback --format "$fmt" --prices prices/example-prices.json samples/ > "$tmp/ledger.$fmt" 2>&1
 done
@@ -54,12 +56,11 @@ assert sum(r["requests"] for r in rows) == 40, sum(r["requests"] for r in rows)
 print(f"chargeback: {len(rows)} ledger rows, 40 events, no key in any output")
 PY
 
-if [ -x ffi/test.sh ]; then
-  echo "== C ABI: header drift, C test under valgrind, C# host"
-  ffi/test.sh
-fi
+stage "C ABI: header drift, Rust tests, C test under valgrind and ASan, C# host"
+bash ffi/test.sh
 
-if [ -x python/test.sh ]; then
-  echo "== Python wheel"
-  python/test.sh
-fi
+stage "Python wheel: build into a fresh venv, pytest, stubtest"
+bash python/test.sh
+
+# Every stage above exits the script on failure, so reaching here means all passed.
+echo "test stages: ${stages} passed, 0 failed"
