@@ -708,6 +708,185 @@ fn py_consumer_id(py: Python<'_>, key: &Bound<'_, PyString>, secret: &Bound<'_, 
     run(py, "consumer_id", || usagetap::adapters::ConsumerHasher::new(&secret).hash(&key))
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gateways: request rewriting and the usage-chunk filter
+
+/// The result of `ensure_include_usage`: the body to send upstream and what was done to it.
+#[pyclass(frozen, eq, module = "usagetap._usagetap", name = "RewriteResult")]
+struct PyRewriteResult {
+    /// The body to send upstream: the caller's own `bytes` object when it was `bytes` and is
+    /// unchanged.
+    #[pyo3(get)]
+    body: Py<PyBytes>,
+    /// Whether `stream_options.include_usage = true` was written into the body: usage was asked
+    /// for on the client's behalf, so filter the client's stream with `UsageChunkFilter`.
+    #[pyo3(get)]
+    changed: bool,
+    /// Whether the client had asked for usage itself (`include_usage: true` already there).
+    #[pyo3(get)]
+    client_asked: bool,
+}
+
+impl PartialEq for PyRewriteResult {
+    fn eq(&self, other: &Self) -> bool {
+        self.changed == other.changed
+            && self.client_asked == other.client_asked
+            && Python::attach(|py| self.body.bind(py).as_bytes() == other.body.bind(py).as_bytes())
+    }
+}
+
+#[pymethods]
+impl PyRewriteResult {
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let body = self.body.bind(py).repr()?;
+        Ok(format!(
+            "RewriteResult(body={}, changed={}, client_asked={})",
+            body.to_string_lossy(),
+            if self.changed { "True" } else { "False" },
+            if self.client_asked { "True" } else { "False" },
+        ))
+    }
+}
+
+/// Returns the body to send upstream: with `stream_options.include_usage = true` when it is a
+/// streaming (`"stream": true`) chat-completions (`messages`) or completions (`prompt`) JSON
+/// object that does not already ask for usage, else unchanged. Only that one field's bytes
+/// change. Nothing raises: a body that is not such an object comes back unchanged.
+#[pyfunction]
+#[pyo3(name = "ensure_include_usage", signature = (body))]
+fn py_ensure_include_usage(py: Python<'_>, body: &Bound<'_, PyAny>) -> PyResult<PyRewriteResult> {
+    let body = input(body, "body", true, false)?;
+    let bytes = body.as_slice();
+    let (rewritten, changed, client_asked) = run(py, "ensure_include_usage", || {
+        let r = usagetap::rewrite::ensure_include_usage(bytes);
+        let rewritten = match r.body {
+            Cow::Owned(v) => Some(v),
+            Cow::Borrowed(_) => None,
+        };
+        (rewritten, r.changed, r.client_asked)
+    })?;
+    let body = match (rewritten, body) {
+        (Some(v), _) => PyBytes::new(py, &v),
+        (None, Input::Bytes(b)) => b,
+        (None, other) => PyBytes::new(py, other.as_slice()),
+    };
+    Ok(PyRewriteResult { body: body.unbind(), changed, client_asked })
+}
+
+/// The mutable state of a usage-chunk filter, locked only while detached (as for `Meter`).
+struct FilterState {
+    filter: usagetap::rewrite::UsageChunkFilter,
+    finished: bool,
+    broken: bool,
+}
+
+/// Removes usage-only chunks (`"choices": []` with a `usage`) from an SSE stream on its way to
+/// a client that did not ask for them; every other byte comes out unchanged and in order. Safe
+/// to share between threads (calls are serialized).
+#[pyclass(frozen, module = "usagetap._usagetap", name = "UsageChunkFilter")]
+struct PyUsageChunkFilter {
+    state: Mutex<FilterState>,
+}
+
+fn lock_filter(m: &Mutex<FilterState>) -> MutexGuard<'_, FilterState> {
+    // As for `Meter`: a panic is caught inside the critical section and recorded in `broken`.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl PyUsageChunkFilter {
+    /// Runs one feed (`Some(piece)`) or the finish (`None`), detached; returns the bytes to send.
+    fn step(&self, py: Python<'_>, what: &str, piece: Option<&[u8]>) -> PyResult<Vec<u8>> {
+        let out = py.detach(|| {
+            let mut st = lock_filter(&self.state);
+            if st.broken {
+                return Err(true);
+            }
+            if st.finished {
+                return Err(false);
+            }
+            let mut out = Vec::new();
+            let filter = &mut st.filter;
+            let done = catch_unwind(AssertUnwindSafe(|| match piece {
+                Some(p) => filter.feed(p, &mut out),
+                None => filter.finish(&mut out),
+            }));
+            match done {
+                Ok(()) => {
+                    st.finished = piece.is_none();
+                    Ok(out)
+                }
+                Err(_) => {
+                    st.broken = true;
+                    Err(true)
+                }
+            }
+        });
+        match out {
+            Ok(v) => Ok(v),
+            Err(true) => Err(internal_error(what)),
+            Err(false) => Err(with_kind(
+                MeterFinishedError::new_err("the filter was already finished"),
+                "finished",
+            )),
+        }
+    }
+}
+
+#[pymethods]
+impl PyUsageChunkFilter {
+    /// `max_event_bytes` defaults to 8 MiB, written as a literal so `inspect.signature` shows it.
+    #[new]
+    #[pyo3(signature = (max_event_bytes=8388608))]
+    fn new(max_event_bytes: i64) -> PyResult<Self> {
+        let max = usize::try_from(max_event_bytes).ok().filter(|m| *m > 0).ok_or_else(|| {
+            invalid_options(format!("max_event_bytes must be a positive int, not {max_event_bytes}"))
+        })?;
+        let filter = usagetap::rewrite::UsageChunkFilter::new(max);
+        Ok(PyUsageChunkFilter {
+            state: Mutex::new(FilterState { filter, finished: false, broken: false }),
+        })
+    }
+
+    /// Filters the next piece of the stream (any split) and returns the bytes to send to the
+    /// client now (often fewer than fed, or none: an event is held until its blank line).
+    fn feed<'py>(&self, py: Python<'py>, chunk: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let chunk = input(chunk, "chunk", false, false)?;
+        let out = self.step(py, "UsageChunkFilter.feed", Some(chunk.as_slice()))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Ends the stream and returns what was still held (a last event without its blank line
+    /// goes out as is). Afterwards `feed` and `finish` raise `MeterFinishedError`.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let out = self.step(py, "UsageChunkFilter.finish", None)?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Usage chunks removed so far.
+    #[getter]
+    fn removed(&self) -> u64 {
+        lock_filter(&self.state).filter.removed()
+    }
+
+    /// Whether `finish()` was called.
+    #[getter]
+    fn finished(&self) -> bool {
+        lock_filter(&self.state).finished
+    }
+
+    fn __repr__(&self) -> String {
+        let st = lock_filter(&self.state);
+        let state = if st.broken {
+            "broken"
+        } else if st.finished {
+            "finished"
+        } else {
+            "open"
+        };
+        format!("<usagetap.UsageChunkFilter {state} removed={}>", st.filter.removed())
+    }
+}
+
 /// Panics inside the Rust boundary on purpose: tests use it to check that a panic surfaces as
 /// `InternalError`, never as `PanicException`.
 #[pyfunction]
@@ -724,6 +903,9 @@ fn _usagetap(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyUsageRecord>()?;
     m.add_class::<PyMeter>()?;
     m.add_class::<PyEnvelopeRecord>()?;
+    m.add_class::<PyRewriteResult>()?;
+    m.add_class::<PyUsageChunkFilter>()?;
+    m.add_function(wrap_pyfunction!(py_ensure_include_usage, m)?)?;
     m.add_function(wrap_pyfunction!(py_meter_envelope, m)?)?;
     m.add_function(wrap_pyfunction!(py_consumer_id, m)?)?;
     m.add_function(wrap_pyfunction!(py_meter, m)?)?;

@@ -18,6 +18,18 @@ An APIM Event Hub envelope, with the subscription key hashed (never kept)::
     out = usagetap.meter_envelope(message_bytes, secret=app_setting_secret)
     out.consumer, out.event_time, out.record.total_tokens
 
+A gateway making streamed usage exact: ask upstream for the usage chunk, hide it from clients
+that did not ask (the meter still reads the original stream)::
+
+    rw = usagetap.ensure_include_usage(request_body)
+    send_upstream(rw.body)
+    f = usagetap.UsageChunkFilter() if rw.changed else None
+    for chunk in upstream_chunks:
+        meter.feed(chunk)
+        send_to_client(f.feed(chunk) if f else chunk)
+    if f:
+        send_to_client(f.finish())
+
 Every function releases the GIL while it works and is safe to call from many threads.
 """
 
@@ -30,12 +42,15 @@ from ._usagetap import (
     LimitExceededError,
     Meter,
     MeterFinishedError,
+    RewriteResult,
+    UsageChunkFilter,
     UsageRecord,
     UsagetapError,
     __version__,
     consumer_id,
     count_prompt,
     count_tokens,
+    ensure_include_usage,
     meter,
     meter_envelope,
 )
@@ -49,12 +64,15 @@ __all__ = [
     "LimitExceededError",
     "Meter",
     "MeterFinishedError",
+    "RewriteResult",
+    "UsageChunkFilter",
     "UsageRecord",
     "UsagetapError",
     "__version__",
     "consumer_id",
     "count_prompt",
     "count_tokens",
+    "ensure_include_usage",
     "meter",
     "meter_envelope",
 ]
