@@ -16,8 +16,17 @@ pub(crate) struct FastChunk<'a> {
     pub object: Option<&'a [u8]>,
     pub system_fingerprint: Option<&'a [u8]>,
     pub created: Option<i64>,
-    /// Per choice: index, content span, refusal span, finish_reason span, text span.
-    pub choices: Vec<FastChoice<'a>>,
+    /// The choices: the first one inline (streams nearly always carry exactly one), the rest
+    /// in `more`, so the common chunk allocates nothing.
+    pub first: Option<FastChoice<'a>>,
+    pub more: Vec<FastChoice<'a>>,
+}
+
+impl<'a> FastChunk<'a> {
+    /// Every choice, in order.
+    pub fn choices(&self) -> impl Iterator<Item = &FastChoice<'a>> {
+        self.first.iter().chain(&self.more)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -39,7 +48,12 @@ pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
             b"choices" => {
                 if !s.null() {
                     s.array(|s| {
-                        out.choices.push(s.choice()?);
+                        let c = s.choice()?;
+                        if out.first.is_none() {
+                            out.first = Some(c);
+                        } else {
+                            out.more.push(c);
+                        }
                         Some(())
                     })?;
                 }
@@ -66,9 +80,13 @@ pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
 }
 
 /// Keys seen in one object: a repeated key declines (the full decoder rejects duplicates), so
-/// both paths agree on every input.
+/// both paths agree on every input. Inline, no allocation: an object with more keys than fit
+/// declines too.
 #[derive(Default)]
-struct Seen(Vec<u64>);
+struct Seen {
+    hashes: [u64; 24],
+    len: usize,
+}
 
 impl Seen {
     #[inline]
@@ -78,10 +96,12 @@ impl Seen {
         for b in key {
             h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
-        if self.0.contains(&h) {
+        let seen = &mut self.hashes[..self.len];
+        if seen.contains(&h) || self.len == self.hashes.len() {
             return None;
         }
-        self.0.push(h);
+        self.hashes[self.len] = h;
+        self.len += 1;
         Some(())
     }
 }
@@ -131,6 +151,8 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
+            // Most strings here are keys and short values: a plain loop over the first bytes
+            // beats setting up a vector search; longer strings go to memchr.
             let j = memchr2(b'"', b'\\', &self.p[self.i..])?;
             self.i += j;
             if self.p[self.i] == b'\\' {
@@ -329,8 +351,9 @@ mod tests {
         let c = scan(br#"{"id":"x","object":"chat.completion.chunk","created":17,"model":"gpt-4o","system_fingerprint":null,"choices":[{"index":0,"delta":{"content":"Hi\n","refusal":null},"logprobs":null,"finish_reason":null}],"obfuscation":"k"}"#).unwrap();
         assert_eq!(c.model, Some(&b"gpt-4o"[..]));
         assert_eq!(c.created, Some(17));
-        assert_eq!(c.choices[0].content, Some(&br"Hi\n"[..]));
-        assert_eq!(text(c.choices[0].content.unwrap()).unwrap(), "Hi\n");
+        let first = c.choices().next().unwrap();
+        assert_eq!(first.content, Some(&br"Hi\n"[..]));
+        assert_eq!(text(first.content.unwrap()).unwrap(), "Hi\n");
         for declined in [
             &br#"{"choices":[],"usage":{"prompt_tokens":1}}"#[..],
             br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}"#,

@@ -781,38 +781,32 @@ impl Accum {
     /// Applies a chunk read by the fast path, with the same effects as [`Self::apply`] on its
     /// full decoding. Returns false (having changed nothing) when a string does not decode.
     fn apply_fast(&mut self, c: &fast::FastChunk<'_>) -> bool {
-        fn dec<'s>(raw: Option<&'s [u8]>, ok: &mut bool) -> Option<std::borrow::Cow<'s, str>> {
-            let t = raw.map(fast::text)?;
-            *ok &= t.is_some();
-            t
-        }
-        let mut ok = true;
-        let id = dec(c.id, &mut ok);
-        let model = dec(c.model, &mut ok);
-        let object = dec(c.object, &mut ok);
-        let fingerprint = dec(c.system_fingerprint, &mut ok);
-        let choices: Vec<_> = c
-            .choices
-            .iter()
-            .map(|ch| {
-                (
-                    ch.index,
-                    dec(ch.finish_reason, &mut ok),
-                    dec(ch.text, &mut ok),
-                    dec(ch.content, &mut ok),
-                    dec(ch.refusal, &mut ok),
-                )
-            })
-            .collect();
-        if !ok {
+        // Validate every string this chunk will use before changing anything, so a string the
+        // fast path cannot decode leaves the chunk to the full decoder untouched. Metadata is
+        // decoded only while it is still unknown: after the first chunk that costs nothing.
+        let text = |raw: Option<&[u8]>| raw.map_or(true, |r| fast::text(r).is_some());
+        let meta_ok = (self.id.is_some() || text(c.id))
+            && (self.model.is_some() || text(c.model))
+            && (self.endpoint.is_some() || text(c.object))
+            && (self.system_fingerprint.is_some() || text(c.system_fingerprint));
+        let choices_ok = c.choices().all(|ch| {
+            text(ch.finish_reason) && text(ch.text) && text(ch.content) && text(ch.refusal)
+        });
+        if !(meta_ok && choices_ok) {
             return false;
         }
-        self.set_meta(id.as_deref(), model.as_deref(), c.created);
+        fn dec(raw: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
+            raw.and_then(fast::text)
+        }
+        if self.id.is_none() || self.model.is_none() || self.created.is_none() {
+            let (id, model) = (dec(c.id), dec(c.model));
+            self.set_meta(id.as_deref(), model.as_deref(), c.created);
+        }
         if self.system_fingerprint.is_none() {
-            self.system_fingerprint = fingerprint.as_deref().map(str::to_owned);
+            self.system_fingerprint = dec(c.system_fingerprint).map(std::borrow::Cow::into_owned);
         }
         if self.endpoint.is_none() {
-            self.endpoint = match object.as_deref() {
+            self.endpoint = match dec(c.object).as_deref() {
                 Some("chat.completion" | "chat.completion.chunk") => Some(Endpoint::ChatCompletions),
                 Some("text_completion") => Some(Endpoint::Completions),
                 Some("list") => Some(Endpoint::Embeddings),
@@ -820,8 +814,10 @@ impl Accum {
                 _ => None,
             };
         }
-        for (index, fr, text, content, refusal) in &choices {
-            self.apply_choice(*index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref());
+        for ch in c.choices() {
+            let (fr, text, content, refusal) =
+                (dec(ch.finish_reason), dec(ch.text), dec(ch.content), dec(ch.refusal));
+            self.apply_choice(ch.index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref());
         }
         true
     }
