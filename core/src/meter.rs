@@ -668,7 +668,10 @@ impl Accum {
         if let Some(u) = m.usage {
             self.set_usage(u);
         }
-        for c in m.choices.0 {
+        if m.choices.dropped > 0 {
+            self.flags.insert(Flags::TOO_MANY_CHOICES);
+        }
+        for c in m.choices.items {
             let d = c.delta.or(c.message);
             let Some(ch_idx) = self.apply_choice(
                 c.index.0.unwrap_or(0),
@@ -680,7 +683,10 @@ impl Accum {
                 continue;
             };
             let Some(d) = d else { continue };
-            for (pos, call) in d.tool_calls.0.into_iter().enumerate() {
+            if d.tool_calls.dropped > 0 {
+                self.flags.insert(Flags::TOO_MANY_TOOL_CALLS);
+            }
+            for (pos, call) in d.tool_calls.items.into_iter().enumerate() {
                 let key = call.index.0.unwrap_or(pos as i64);
                 if let Some(f) = call.function {
                     self.push_call(ch_idx, key, f.name.as_deref(), f.arguments.as_deref());
@@ -693,7 +699,7 @@ impl Accum {
         if m.object.as_deref() == Some("response") {
             // A Responses API JSON body.
             self.response_unfinished = matches!(m.status.as_deref(), Some("queued" | "in_progress"));
-            for item in &m.output.0 {
+            for item in &m.output.items {
                 self.absorb_item(0, item);
             }
         }
@@ -742,7 +748,7 @@ impl Accum {
                             self.error = Some("response.failed".to_owned());
                         }
                         if !self.saw_output_delta {
-                            for item in &r.output.0 {
+                            for item in &r.output.items {
                                 self.absorb_item(0, item);
                             }
                         }
@@ -827,7 +833,7 @@ impl Accum {
         let Some(i) = self.choice(index) else { return };
         match item.kind.as_deref() {
             Some("message") => {
-                for p in &item.content.0 {
+                for p in &item.content.items {
                     if let Some(t) = p.text.as_deref() {
                         self.push_text(i, Part::Text, t);
                     }

@@ -229,7 +229,11 @@ fn compact_json(arguments: &str) -> Cow<'_, str> {
 
 fn chat(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
     let mut c = Counter::new(model, enc);
-    let messages = req.messages.as_ref().map_or(&[][..], |m| &m.0[..]);
+    let messages = req.messages.as_ref().map_or(&[][..], |m| &m.items[..]);
+    if req.messages.as_ref().is_some_and(|m| m.dropped > 0) || messages.iter().any(|m| m.tool_calls.dropped > 0) {
+        // The request was over the element budget: what was skipped is not counted.
+        c.estimated();
+    }
     let format = raw_value(req.response_format).and_then(|rf| {
         match rf.get("type").and_then(Value::as_str) {
             // JSON mode adds nothing (verified).
@@ -444,7 +448,7 @@ fn count_messages(
     // Tool results name the called function, found by call id.
     let mut called: HashMap<&str, &str> = HashMap::new();
     for m in messages {
-        for call in &m.tool_calls.0 {
+        for call in &m.tool_calls.items {
             if let Some(id) = call.id.as_deref() {
                 let name = call
                     .function
@@ -473,7 +477,7 @@ fn count_messages(
         }
 
         let legacy_call: Option<&FunctionCall<'_>> = m.function_call.as_ref();
-        if role == "assistant" && (!m.tool_calls.0.is_empty() || legacy_call.is_some()) {
+        if role == "assistant" && (!m.tool_calls.items.is_empty() || legacy_call.is_some()) {
             tool_use = true;
             if !text.is_empty() {
                 c.total += c.per_message + c.n(role) + c.n(&text);
@@ -482,11 +486,11 @@ fn count_messages(
                 // 2 records, both −1 off: possibly n(name) alone here.
                 c.total += c.n(name) + c.per_name;
             }
-            if m.tool_calls.0.len() > 1 {
+            if m.tool_calls.items.len() > 1 {
                 // Parallel calls: the separate-message rendering is exact only for some.
                 c.estimated();
             }
-            if m.tool_calls.0.is_empty() {
+            if m.tool_calls.items.is_empty() {
                 if let Some(f) = legacy_call {
                     c.call(
                         f.name.as_deref().unwrap_or(""),
@@ -494,7 +498,7 @@ fn count_messages(
                     );
                 }
             }
-            for call in &m.tool_calls.0 {
+            for call in &m.tool_calls.items {
                 if call.kind.as_deref().is_some_and(|k| k != "function") {
                     c.estimated();
                 }
@@ -972,7 +976,7 @@ fn responses(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
         } else {
             match serde_json::from_str::<List<InputItem<'_>>>(raw.get()) {
                 Ok(items) => {
-                    for it in items.0 {
+                    for it in items.items {
                         input_item(&mut c, it, &mut messages);
                     }
                 }
@@ -1032,7 +1036,7 @@ fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Mes
             };
             messages.push(Message {
                 role: Text(Some("assistant".into())),
-                tool_calls: List(vec![call]),
+                tool_calls: List { items: vec![call], dropped: 0 },
                 ..Default::default()
             });
         }

@@ -226,6 +226,10 @@ pub struct Message<'a> {
     pub refusal: Text<'a>,
 }
 
+/// The most list elements (messages, parts, tool calls, all together) one request keeps; the
+/// rest are skipped and the prompt is then flagged `prompt_estimated`.
+pub const MAX_REQUEST_LIST_ELEMENTS: usize = 1 << 16;
+
 /// A request body of any endpoint, borrowed from the bytes it was parsed from.
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct Request<'a> {
@@ -313,7 +317,11 @@ impl<'a> Request<'a> {
                 Ok(_) => Error::new(ErrorKind::InvalidRequest, "request: not a JSON object"),
             });
         }
-        match serde_json::from_slice::<Request<'a>>(body) {
+        // Requests legitimately hold long histories: a larger element budget than responses.
+        let parsed = crate::wire::with_list_budget(MAX_REQUEST_LIST_ELEMENTS, || {
+            serde_json::from_slice::<Request<'a>>(body)
+        });
+        match parsed {
             Ok(r) => Ok(r),
             Err(e) if e.is_data() => Err(Error::new(ErrorKind::InvalidRequest, format!("request: {e}"))),
             Err(e) => Err(Error::json(&e, "request")),
@@ -369,7 +377,7 @@ mod tests {
         assert_eq!(r.endpoint(), Some(Endpoint::ChatCompletions));
         assert!(r.streams() && r.include_usage());
         assert_eq!(r.n, Int(Some(2)));
-        let m = &r.messages.as_ref().unwrap().0;
+        let m = &r.messages.as_ref().unwrap().items;
         assert_eq!(m.len(), 4);
         match &m[1].content {
             Content::Parts(p) => {
@@ -377,7 +385,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(m[2].tool_calls.0[0].function.as_ref().unwrap().name.as_deref(), Some("f"));
+        assert_eq!(m[2].tool_calls[0].function.as_ref().unwrap().name.as_deref(), Some("f"));
         assert!(r.tools.is_some());
     }
 

@@ -244,7 +244,7 @@ fn is_usage_only(event: &[u8]) -> bool {
         return false;
     }
     match wire::decode(&data) {
-        Ok(m) => m.usage.is_some() && m.choices.0.is_empty(),
+        Ok(m) => m.usage.is_some() && m.choices.is_empty(),
         Err(_) => false,
     }
 }

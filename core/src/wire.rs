@@ -149,12 +149,37 @@ impl<'de> Deserialize<'de> for Int {
 
 /// A list that reads as empty when null or not an array. Elements that fail to decode make the
 /// whole message fail (they are objects of our own lenient types, so that takes malformed JSON).
+///
+/// One message keeps at most [`MAX_LIST_ELEMENTS`] list elements in all, whatever the nesting
+/// (choices × tool calls × ...): the rest are skipped without being stored and counted in
+/// `dropped`, so a hostile body cannot turn a few bytes per element into hundreds of bytes of
+/// heap each.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct List<T>(pub Vec<T>);
+pub struct List<T> {
+    /// The elements kept, in order.
+    pub items: Vec<T>,
+    /// Elements skipped because the message's element budget was spent.
+    pub dropped: usize,
+}
+
+/// The most list elements one decoded message keeps (see [`List`]).
+pub const MAX_LIST_ELEMENTS: usize = 4096;
+
+thread_local! {
+    /// List elements the message being decoded may still keep.
+    static ELEMENT_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_LIST_ELEMENTS) };
+}
 
 impl<T> Default for List<T> {
     fn default() -> Self {
-        List(Vec::new())
+        List { items: Vec::new(), dropped: 0 }
+    }
+}
+
+impl<T> std::ops::Deref for List<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items
     }
 }
 
@@ -167,36 +192,49 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
                 f.write_str("a list")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<List<T>, A::Error> {
-                let mut v = Vec::new();
-                while let Some(x) = a.next_element()? {
-                    v.push(x);
+                let mut list = List::default();
+                loop {
+                    let left = ELEMENT_BUDGET.with(std::cell::Cell::get);
+                    if left == 0 {
+                        while a.next_element::<IgnoredAny>()?.is_some() {
+                            list.dropped += 1;
+                        }
+                        return Ok(list);
+                    }
+                    ELEMENT_BUDGET.with(|b| b.set(left - 1));
+                    match a.next_element()? {
+                        Some(x) => list.items.push(x),
+                        None => {
+                            ELEMENT_BUDGET.with(|b| b.set(b.get() + 1));
+                            return Ok(list);
+                        }
+                    }
                 }
-                Ok(List(v))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<List<T>, A::Error> {
                 while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_unit<E>(self) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_none<E>(self) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_bool<E>(self, _: bool) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_u64<E>(self, _: u64) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_i64<E>(self, _: i64) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_f64<E>(self, _: f64) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
             fn visit_str<E>(self, _: &str) -> Result<List<T>, E> {
-                Ok(List(Vec::new()))
+                Ok(List::default())
             }
         }
         d.deserialize_any(V(std::marker::PhantomData))
@@ -397,7 +435,15 @@ pub struct Message<'a> {
 /// The JSON error when the payload is not a JSON object of a readable shape;
 /// `serde_json::Error::is_eof` tells a payload that was cut short.
 pub fn decode(payload: &[u8]) -> Result<Message<'_>, serde_json::Error> {
-    serde_json::from_slice(payload)
+    with_list_budget(MAX_LIST_ELEMENTS, || serde_json::from_slice(payload))
+}
+
+/// Runs one decode with a budget of `n` list elements (see [`List`]).
+pub(crate) fn with_list_budget<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    let before = ELEMENT_BUDGET.with(|b| b.replace(n));
+    let r = f();
+    ELEMENT_BUDGET.with(|b| b.set(before));
+    r
 }
 
 #[cfg(test)]
@@ -407,7 +453,7 @@ mod tests {
     #[test]
     fn azure_first_chunk_and_usage_chunk() {
         let m = decode(br#"{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0}]}"#).unwrap();
-        assert!(m.choices.0.is_empty() && m.usage.is_none());
+        assert!(m.choices.is_empty() && m.usage.is_none());
         let m = decode(br#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":null}}"#).unwrap();
         let u = m.usage.unwrap();
         assert_eq!(u.prompt_tokens, Some(Count::Valid(5)));
@@ -417,8 +463,22 @@ mod tests {
     #[test]
     fn content_filter_chunk_without_delta() {
         let m = decode(br#"{"choices":[{"index":0,"finish_reason":null,"content_filter_results":{"hate":{"filtered":false}}}],"usage":null}"#).unwrap();
-        assert!(m.choices.0[0].delta.is_none());
+        assert!(m.choices[0].delta.is_none());
         assert!(m.usage.is_none());
+    }
+
+    #[test]
+    fn list_elements_are_bounded_per_message() {
+        let mut body = String::from(r#"{"choices":["#);
+        for i in 0..MAX_LIST_ELEMENTS + 10 {
+            body.push_str(if i == 0 { "{}" } else { ",{}" });
+        }
+        body.push_str("]}");
+        let m = decode(body.as_bytes()).unwrap();
+        assert_eq!((m.choices.len(), m.choices.dropped), (MAX_LIST_ELEMENTS, 10));
+        // The budget is per message.
+        let m = decode(br#"{"choices":[{},{}]}"#).unwrap();
+        assert_eq!((m.choices.len(), m.choices.dropped), (2, 0));
     }
 
     #[test]
@@ -435,7 +495,7 @@ mod tests {
     #[test]
     fn strings_borrow_unless_escaped() {
         let m = decode(br#"{"choices":[{"delta":{"content":"plain"}},{"delta":{"content":"a\nb"}}]}"#).unwrap();
-        assert!(matches!(m.choices.0[0].delta.as_ref().unwrap().content.0, Some(Cow::Borrowed("plain"))));
-        assert_eq!(m.choices.0[1].delta.as_ref().unwrap().content.as_deref(), Some("a\nb"));
+        assert!(matches!(m.choices[0].delta.as_ref().unwrap().content.0, Some(Cow::Borrowed("plain"))));
+        assert_eq!(m.choices[1].delta.as_ref().unwrap().content.as_deref(), Some("a\nb"));
     }
 }

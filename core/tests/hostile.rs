@@ -744,7 +744,7 @@ fn hundred_thousand_choices_in_one_body_is_measured() {
 /// `max_body_bytes`). A fix caps the elements kept while decoding (a seq visitor that counts
 /// the rest, flagging `too_many_choices` / `too_many_tool_calls`).
 #[test]
-#[ignore = "finding: wire::decode materialises all choices/tool_calls before max_choices/max_tool_calls apply (1 MiB body -> ~153 MiB heap)"]
+
 fn choices_in_one_body_stay_within_the_bound() {
     let _g = serial();
     let l = limits();
