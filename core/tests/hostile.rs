@@ -444,7 +444,7 @@ fn a_million_a() {
     sse.push_str("data: [DONE]\n\n");
     let l = limits();
     // Tokenizing costs memory linear in the text, but about 70 bytes per byte for one long piece
-    // (measured with tiktoken-rs 0.12; see the ignored finding below): the bound allows 96.
+    // (measured with tiktoken-rs 0.12; see SECURITY.md): the bound allows 96.
     let tok = 96 * l.max_text_bytes;
     let r = bounded(
         "sse: \"a\" x 10^6 content, counted",
@@ -736,15 +736,13 @@ fn hundred_thousand_choices_in_one_body_is_measured() {
     let _ = one_body_many("json: 8x10^4 tool calls in one body", &body);
 }
 
-/// Finding: `wire::decode` materialises every element of `choices` (and of a choice's
-/// `tool_calls`) before the meter applies `max_choices` / `max_tool_calls`, so a body of `{}`
-/// elements within `max_body_bytes` costs far more heap than the body (1 MiB of `{},` choices:
-/// ~153 MiB). Entry points: `meter` / `Meter::finish` → `Accum::on_body` → `wire::decode`
-/// (JSON bodies), and `Meter::feed` → `Accum::on_frame` → `wire::decode` (one SSE event, up to
-/// `max_body_bytes`). A fix caps the elements kept while decoding (a seq visitor that counts
-/// the rest, flagging `too_many_choices` / `too_many_tool_calls`).
+/// Regression (found by this suite): `wire::decode` used to build every element of `choices`
+/// (and of a choice's `tool_calls`) before `max_choices` / `max_tool_calls` applied, so 1 MiB of
+/// `{},` choices within `max_body_bytes` took ~153 MiB of heap (tool calls ~45 MiB, one SSE
+/// event ~71 MiB). Entry points: `meter` / `Meter::finish` → `Accum::on_body` → `wire::decode`
+/// (JSON bodies) and `Meter::feed` → `Accum::on_frame` → `wire::decode` (one SSE event).
+/// Fixed by a per-message list-element budget (`wire::MAX_LIST_ELEMENTS`).
 #[test]
-
 fn choices_in_one_body_stay_within_the_bound() {
     let _g = serial();
     let l = limits();

@@ -54,7 +54,7 @@ fn usage_only(ev: &[u8]) -> bool {
         }
     }
     data.windows(7).any(|w| w == b"\"usage\"")
-        && wire::decode(&data).is_ok_and(|m| m.usage.is_some() && m.choices.0.is_empty())
+        && wire::decode(&data).is_ok_and(|m| m.usage.is_some() && m.choices.is_empty())
 }
 
 fn filter(max_event: usize, pieces: &[&[u8]]) -> (Vec<u8>, u64) {
