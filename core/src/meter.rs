@@ -403,6 +403,8 @@ struct ChoiceAcc {
     refusal: String,
     tools: Vec<ToolAcc>,
     finish_reason: Option<String>,
+    /// Responses API output message items (each costs one hidden token).
+    output_messages: u32,
 }
 
 impl ChoiceAcc {
@@ -414,10 +416,12 @@ impl ChoiceAcc {
     /// - several calls: the `multi_tool_use.parallel` wrapper the model emits,
     ///   `{"tool_uses":[{"recipient_name":"functions.NAME","parameters":ARGS},...]}` with compact
     ///   arguments, plus the wrapper's name and 6;
+    /// - a Responses API output message: one more per message item;
     /// - a text answer when the request defined tools: one more (two hundred records, every
     ///   family), and with a `json_schema` response format as well, five more.
     fn count(&self, enc: Encoding, ctx: &CompletionContext) -> u64 {
         let mut n = enc.count(&self.text) + enc.count(&self.refusal);
+        n += self.output_messages as usize * RESPONSES_MESSAGE_FRAMING;
         match self.tools.as_slice() {
             [] => {
                 if ctx.tools_defined && !(self.text.is_empty() && self.refusal.is_empty()) {
@@ -455,6 +459,9 @@ impl ChoiceAcc {
 const SINGLE_CALL_FRAMING: usize = 7;
 /// Hidden tokens around the parallel-call wrapper (measured: 24 of 25 records exact).
 const PARALLEL_CALL_FRAMING: usize = 6;
+/// Hidden tokens per Responses API output message (measured: the reported output is the text
+/// plus one on nearly every non-reasoning record, JSON and streamed alike).
+const RESPONSES_MESSAGE_FRAMING: usize = 1;
 /// Hidden tokens in a text answer when tools were offered.
 const TOOLS_TEXT_FRAMING: usize = 1;
 /// Hidden tokens in a text answer when tools and a `json_schema` format were both given.
@@ -723,8 +730,11 @@ impl Accum {
                     self.push_call(i, key, None, m.delta.as_deref());
                 }
             }
-            Some("response.output_item.added" | "response.output_item.done") => {
+            Some(k @ ("response.output_item.added" | "response.output_item.done")) => {
                 if let (Some(item), Some(i)) = (&m.item, self.choice(0)) {
+                    if item.kind.as_deref() == Some("message") && k == "response.output_item.added" {
+                        self.choices[i].output_messages += 1;
+                    }
                     if item.kind.as_deref() == Some("function_call") {
                         let key = m.output_index.0.unwrap_or(0);
                         let known = self.choices[i].tools.iter().any(|t| t.key == key && !t.name.is_empty());
@@ -833,6 +843,7 @@ impl Accum {
         let Some(i) = self.choice(index) else { return };
         match item.kind.as_deref() {
             Some("message") => {
+                self.choices[i].output_messages += 1;
                 for p in &item.content.items {
                     if let Some(t) = p.text.as_deref() {
                         self.push_text(i, Part::Text, t);

@@ -43,6 +43,9 @@ impl Default for Limits {
 /// let mut o = MeterOptions::default();
 /// o.deployment("chat-prod").map_deployment("chat-prod", "gpt-4o-mini");
 /// assert_eq!(o.model_for_deployment("chat-prod"), Some("gpt-4o-mini"));
+/// o.url("/openai/deployments/emb-1/embeddings?api-version=2024-10-21");
+/// assert_eq!(o.deployment.as_deref(), Some("emb-1"));
+/// assert_eq!(o.endpoint, Some(usagetap::Endpoint::Embeddings));
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct MeterOptions {
@@ -82,6 +85,20 @@ impl MeterOptions {
     /// Sets the endpoint.
     pub fn endpoint(&mut self, endpoint: Endpoint) -> &mut Self {
         self.endpoint = Some(endpoint);
+        self
+    }
+
+    /// Takes the endpoint and the Azure deployment from the request URL or path (e.g.
+    /// `/openai/deployments/chat-prod/chat/completions?api-version=...`, `/v1/responses`);
+    /// what the URL does not say is left as it was.
+    pub fn url(&mut self, url: &str) -> &mut Self {
+        let r = crate::adapters::route(url);
+        if let Some(e) = r.endpoint {
+            self.endpoint = Some(e);
+        }
+        if let Some(d) = r.deployment {
+            self.deployment = Some(d);
+        }
         self
     }
 

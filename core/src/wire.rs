@@ -165,9 +165,13 @@ pub struct List<T> {
 /// The most list elements one decoded message keeps (see [`List`]).
 pub const MAX_LIST_ELEMENTS: usize = 4096;
 
+/// No budget: lists decoded outside [`with_list_budget`] keep every element.
+const UNLIMITED: usize = usize::MAX;
+
 thread_local! {
-    /// List elements the message being decoded may still keep.
-    static ELEMENT_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_LIST_ELEMENTS) };
+    /// List elements the message being decoded may still keep ([`UNLIMITED`] outside a
+    /// budgeted decode, so nothing leaks from one decode into the next).
+    static ELEMENT_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(UNLIMITED) };
 }
 
 impl<T> Default for List<T> {
@@ -201,14 +205,11 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
                         }
                         return Ok(list);
                     }
-                    ELEMENT_BUDGET.with(|b| b.set(left - 1));
-                    match a.next_element()? {
-                        Some(x) => list.items.push(x),
-                        None => {
-                            ELEMENT_BUDGET.with(|b| b.set(b.get() + 1));
-                            return Ok(list);
-                        }
+                    let Some(x) = a.next_element()? else { return Ok(list) };
+                    if left != UNLIMITED {
+                        ELEMENT_BUDGET.with(|b| b.set(b.get().saturating_sub(1)));
                     }
+                    list.items.push(x);
                 }
             }
             fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<List<T>, A::Error> {
@@ -479,6 +480,21 @@ mod tests {
         // The budget is per message.
         let m = decode(br#"{"choices":[{},{}]}"#).unwrap();
         assert_eq!((m.choices.len(), m.choices.dropped), (2, 0));
+    }
+
+    #[test]
+    fn no_budget_outside_a_budgeted_decode() {
+        // Decoding many messages on one thread never drains anything for later plain parses.
+        for _ in 0..3 {
+            let mut body = String::from(r#"{"choices":["#);
+            for i in 0..MAX_LIST_ELEMENTS {
+                body.push_str(if i == 0 { "{}" } else { ",{}" });
+            }
+            body.push_str("]}");
+            assert_eq!(decode(body.as_bytes()).unwrap().choices.len(), MAX_LIST_ELEMENTS);
+        }
+        let plain: Message<'_> = serde_json::from_slice(br#"{"choices":[{},{}]}"#).unwrap();
+        assert_eq!(plain.choices.len(), 2);
     }
 
     #[test]

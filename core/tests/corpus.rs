@@ -152,3 +152,62 @@ fn computed_completion_rates() {
     pin("tool calls", 327, 263, 316);
     pin("tools, text answer", 200, 191, 197);
 }
+
+/// Computed counts for the other endpoints, against reported usage: completion (output) tokens of
+/// legacy completions and the Responses API (text answers, non-reasoning models), and embeddings
+/// inputs (prompt tokens).
+#[test]
+fn computed_rates_for_other_endpoints() {
+    let recs = common::load();
+    let mut opts = MeterOptions::default();
+    opts.reconcile = true;
+    let mut rates: BTreeMap<&'static str, Rate> = BTreeMap::new();
+    for r in recs.iter().filter(|r| r.endpoint != "chat.completions") {
+        let Some(u) = &r.usage else { continue };
+        let rec = meter(opts.clone(), &r.request, r.response.as_bytes()).expect("meter");
+        let c = rec.computed.as_ref().expect("reconcile computes");
+        let model = rec.model.clone().unwrap_or_default();
+        let reasoning = usagetap::prompt::is_reasoning_model(&model)
+            || model.starts_with("o1")
+            || detail(u, &["output_tokens_details"], "reasoning_tokens").unwrap_or(0) > 0;
+        match r.endpoint.as_str() {
+            "embeddings" => {
+                let rep = u["prompt_tokens"].as_u64().expect("prompt_tokens") as i64;
+                rates.entry("embeddings input").or_default().add(rep - c.prompt_tokens.unwrap_or(0) as i64);
+            }
+            "completions" => {
+                let rep = rec.completion_tokens as i64;
+                rates.entry("completions output").or_default().add(rep - c.completion_tokens as i64);
+                let rep = rec.prompt_tokens as i64;
+                rates.entry("completions prompt").or_default().add(rep - c.prompt_tokens.unwrap_or(0) as i64);
+            }
+            "responses" if !reasoning && !r.response.contains("\"function_call\"") => {
+                let rep = rec.completion_tokens as i64;
+                let key = if r.stream { "responses output, stream" } else { "responses output, json" };
+                rates.entry(key).or_default().add(rep - c.completion_tokens as i64);
+            }
+            _ => {}
+        }
+    }
+    for (cat, r) in &rates {
+        println!(
+            "{cat:<28} N {:>4}  exact {:>4} ({:.1}%)  within one {:>4} ({:.1}%)",
+            r.n,
+            r.exact,
+            Rate::pct(r.exact, r.n),
+            r.within_one,
+            Rate::pct(r.within_one, r.n)
+        );
+    }
+    let pin = |cat: &str, n: usize, exact: usize, within: usize| {
+        let r = &rates[cat];
+        assert_eq!(r.n, n, "{cat}: N");
+        assert!(r.exact >= exact, "{cat}: exact {} < {exact}", r.exact);
+        assert!(r.within_one >= within, "{cat}: within one {} < {within}", r.within_one);
+    };
+    pin("embeddings input", 81, 80, 81);
+    pin("completions output", 31, 31, 31);
+    pin("completions prompt", 31, 31, 31);
+    pin("responses output, json", 282, 255, 257);
+    pin("responses output, stream", 132, 111, 113);
+}
