@@ -783,3 +783,29 @@ fn choices_in_one_body_stay_within_the_bound() {
         );
     }
 }
+
+/// Regression (fuzz target `meter_split`, found against the core of e4dff30; the input is
+/// kept in `fuzz/regressions/meter_split-1a9612e5`: header `04 00`, then a Responses API
+/// request, NUL, its recorded stream). The per-thread list-element budget of `wire` started at
+/// `MAX_LIST_ELEMENTS` and was spent by decodes outside a budget scope, never restored: after
+/// enough exchanges on one thread, the request's `input` list decoded empty and the computed
+/// `prompt_tokens` of this exchange fell from 33 to 12. Metering the same exchange many times on
+/// one thread must give the same record every time.
+#[test]
+fn same_exchange_metered_many_times_on_one_thread() {
+    let _g = serial();
+    let data = include_bytes!("../../fuzz/regressions/meter_split-1a9612e5");
+    let body = &data[2..];
+    let nul = body
+        .iter()
+        .position(|&b| b == 0)
+        .expect("request NUL response");
+    let (req, resp) = (&body[..nul], &body[nul + 1..]);
+    let first = meter(MeterOptions::default(), req, resp).expect("meter");
+    let (_, _) = measure("same exchange metered 3000 times", || {
+        for i in 0..3000 {
+            let r = meter(MeterOptions::default(), req, resp).expect("meter");
+            assert_eq!(r, first, "exchange #{i} differs from the first");
+        }
+    });
+}
