@@ -95,7 +95,11 @@ fn chat_category(q: &Value, model: &str, enc: Encoding) -> &'static str {
     });
     let reasoning = reasoning_framing(model);
     if (tools || toolmsg) && reasoning {
-        return "tools, reasoning models";
+        return if model.to_ascii_lowercase().starts_with("gpt-5") {
+            "tools, gpt-5 models"
+        } else {
+            "tools, o-series models"
+        };
     }
     match (tools, toolmsg) {
         (true, true) => return "tools + tool messages",
@@ -135,8 +139,16 @@ fn responses_category(q: &Value) -> &'static str {
             )
         });
     let format = q.pointer("/text/format/type").and_then(Value::as_str);
+    let function_tools = q.get("tools").and_then(Value::as_array).is_some_and(|t| {
+        !t.is_empty()
+            && t
+                .iter()
+                .all(|t| t.get("type").and_then(Value::as_str) == Some("function"))
+    });
     if truthy(q.get("prompt")) {
         "responses: stored prompt"
+    } else if function_tools && !non_message && !truthy(q.get("previous_response_id")) {
+        "responses: function tools"
     } else if truthy(q.get("tools")) || non_message || truthy(q.get("previous_response_id")) {
         "responses: tools / other items"
     } else if !matches!(format, None | Some("text")) {
@@ -263,7 +275,7 @@ fn chat_prompt_tokens_match_reported() {
         let cat = chat_category(&r["request"], &model, enc);
         // Unverified inputs must say so.
         let reasoning = reasoning_framing(&model);
-        if matches!(cat, "tools, reasoning models" | "other parts (file, audio)")
+        if matches!(cat, "tools, o-series models" | "other parts (file, audio)")
             || (cat == "json_schema" && reasoning)
         {
             assert!(
@@ -306,7 +318,8 @@ fn chat_prompt_tokens_match_reported() {
             ("tool messages, no tools", 5, 5),
             ("json_object", 45, 45),
             ("json_schema", 245, 245),
-            ("tools, reasoning models", 44, 0),
+            ("tools, gpt-5 models", 32, 27),
+            ("tools, o-series models", 12, 0),
             ("images, data URLs", 58, 58),
             ("images, http URLs", 11, 2),
             ("other parts (file, audio)", 9, 0),
@@ -345,6 +358,17 @@ fn responses_prompt_tokens_match_reported() {
                 "{id}: {cat} unflagged and off by {}",
                 reported as i64 - c.tokens as i64
             );
+        } else if cat == "responses: function tools" {
+            // Verified on non-reasoning and gpt-5 models with `tool_choice` absent or `auto`;
+            // o-series models and other choices stay estimated.
+            let choice = r["request"].get("tool_choice");
+            let o_series = reasoning_framing(&model) && !model.starts_with("gpt-5");
+            if o_series || !matches!(choice, None | Some(Value::Null)) && choice != Some(&Value::from("auto")) {
+                assert!(
+                    c.flags.contains(Flags::PROMPT_ESTIMATED),
+                    "{id}: {cat} not flagged"
+                );
+            }
         } else if cat != "responses: messages" && cat != "responses: non-text parts" {
             assert!(
                 c.flags.contains(Flags::PROMPT_ESTIMATED),
@@ -365,7 +389,8 @@ fn responses_prompt_tokens_match_reported() {
             ("responses: non-text parts", 33, 13),
             ("responses: stored prompt", 10, 0),
             ("responses: text format", 105, 102),
-            ("responses: tools / other items", 368, 32),
+            ("responses: function tools", 173, 136),
+            ("responses: tools / other items", 195, 51),
         ],
     );
 }
