@@ -63,6 +63,27 @@ struct Rate {
     within_one: usize,
 }
 
+fn print_totals(prefix: &str, rates: &BTreeMap<&'static str, Rate>) {
+    for (cat, r) in rates {
+        println!(
+            "{prefix}{cat:<28} N {:>5}  exact {:>5} ({:.1}%)  within one {:>5} ({:.1}%)",
+            r.n,
+            r.exact,
+            Rate::pct(r.exact, r.n),
+            r.within_one,
+            Rate::pct(r.within_one, r.n)
+        );
+    }
+}
+
+/// Pinned at the measured values: a regression fails here.
+fn pin(rates: &BTreeMap<&'static str, Rate>, cat: &str, n: usize, exact: usize, within: usize) {
+    let r = &rates[cat];
+    assert_eq!(r.n, n, "{cat}: N");
+    assert!(r.exact >= exact, "{cat}: exact {} < {exact}", r.exact);
+    assert!(r.within_one >= within, "{cat}: within one {} < {within}", r.within_one);
+}
+
 impl Rate {
     fn add(&mut self, diff: i64) {
         self.n += 1;
@@ -130,23 +151,8 @@ fn computed_completion_rates() {
         );
     }
     println!();
-    for (cat, r) in &totals {
-        println!(
-            "TOTAL {cat:<20} N {:>5}  exact {:>5} ({:.1}%)  within one {:>5} ({:.1}%)",
-            r.n,
-            r.exact,
-            Rate::pct(r.exact, r.n),
-            r.within_one,
-            Rate::pct(r.within_one, r.n)
-        );
-    }
-    // Pinned at the measured values: a regression fails here.
-    let pin = |cat: &str, n: usize, exact: usize, within: usize| {
-        let r = &totals[cat];
-        assert_eq!(r.n, n, "{cat}: N");
-        assert!(r.exact >= exact, "{cat}: exact {} < {exact}", r.exact);
-        assert!(r.within_one >= within, "{cat}: within one {} < {within}", r.within_one);
-    };
+    print_totals("TOTAL ", &totals);
+    let pin = |cat: &str, n: usize, exact: usize, within: usize| pin(&totals, cat, n, exact, within);
     pin("text/json", 1216, 1040, 1192);
     pin("text/stream", 75, 67, 74);
     pin("tool calls", 327, 263, 316);
@@ -189,22 +195,8 @@ fn computed_rates_for_other_endpoints() {
             _ => {}
         }
     }
-    for (cat, r) in &rates {
-        println!(
-            "{cat:<28} N {:>4}  exact {:>4} ({:.1}%)  within one {:>4} ({:.1}%)",
-            r.n,
-            r.exact,
-            Rate::pct(r.exact, r.n),
-            r.within_one,
-            Rate::pct(r.within_one, r.n)
-        );
-    }
-    let pin = |cat: &str, n: usize, exact: usize, within: usize| {
-        let r = &rates[cat];
-        assert_eq!(r.n, n, "{cat}: N");
-        assert!(r.exact >= exact, "{cat}: exact {} < {exact}", r.exact);
-        assert!(r.within_one >= within, "{cat}: within one {} < {within}", r.within_one);
-    };
+    print_totals("", &rates);
+    let pin = |cat: &str, n: usize, exact: usize, within: usize| pin(&rates, cat, n, exact, within);
     pin("embeddings input", 81, 80, 81);
     pin("completions output", 31, 31, 31);
     pin("completions prompt", 31, 31, 31);
