@@ -252,26 +252,31 @@ fn model_of(r: &Value) -> String {
         .to_owned()
 }
 
+/// For a record of `endpoint` with a reported count at `usage`: that count, the model, its
+/// encoding and the computed prompt.
+fn computed(r: &Value, endpoint: &str, usage: &str, ep: Endpoint) -> Option<(u64, String, Encoding, prompt::PromptCount)> {
+    if r["endpoint"] != endpoint {
+        return None;
+    }
+    let reported = r.pointer(usage).and_then(Value::as_u64)?;
+    let model = model_of(r);
+    let enc = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
+    let body = serde_json::to_vec(&r["request"]).expect("request re-serializes");
+    let id = r["id"].as_str().unwrap_or("?");
+    let req = Request::parse(&body).unwrap_or_else(|e| panic!("{id}: {e}"));
+    let c = prompt::count(&req, ep, &model, enc);
+    Some((reported, model, enc, c))
+}
+
 #[test]
 fn chat_prompt_tokens_match_reported() {
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     let mut image_tokens_seen = false;
     for r in corpus() {
-        if r["endpoint"] != "chat.completions" {
-            continue;
-        }
-        let Some(reported) = r
-            .pointer("/reported_usage/prompt_tokens")
-            .and_then(Value::as_u64)
-        else {
+        let Some((reported, model, enc, c)) = computed(&r, "chat.completions", "/reported_usage/prompt_tokens", Endpoint::ChatCompletions) else {
             continue;
         };
-        let model = model_of(&r);
-        let enc = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
-        let body = serde_json::to_vec(&r["request"]).expect("request re-serializes");
         let id = r["id"].as_str().unwrap_or("?");
-        let req = Request::parse(&body).unwrap_or_else(|e| panic!("{id}: {e}"));
-        let c = prompt::count(&req, Endpoint::ChatCompletions, &model, enc);
         let cat = chat_category(&r["request"], &model, enc);
         // Unverified inputs must say so.
         let reasoning = reasoning_framing(&model);
@@ -332,21 +337,10 @@ fn responses_prompt_tokens_match_reported() {
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     let mut image_tokens_seen = false;
     for r in corpus() {
-        if r["endpoint"] != "responses" {
-            continue;
-        }
-        let Some(reported) = r
-            .pointer("/reported_usage/input_tokens")
-            .and_then(Value::as_u64)
-        else {
+        let Some((reported, model, _enc, c)) = computed(&r, "responses", "/reported_usage/input_tokens", Endpoint::Responses) else {
             continue;
         };
-        let model = model_of(&r);
-        let enc = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
-        let body = serde_json::to_vec(&r["request"]).expect("request re-serializes");
         let id = r["id"].as_str().unwrap_or("?");
-        let req = Request::parse(&body).unwrap_or_else(|e| panic!("{id}: {e}"));
-        let c = prompt::count(&req, Endpoint::Responses, &model, enc);
         let cat = responses_category(&r["request"]);
         if cat == "responses: text format" {
             // json_schema formats are verified where no system message exists: those records
