@@ -7,6 +7,10 @@
 
 use memchr::memchr2;
 
+/// Deepest value the scanner skips; deeper ones go to the full decoder, which enforces
+/// `Limits::max_json_depth`. Far below the default limit, far above real chunks (about 6).
+pub(crate) const MAX_SKIP_DEPTH: usize = 64;
+
 /// What the fast path read from one chunk.
 #[derive(Debug, Default)]
 pub(crate) struct FastChunk<'a> {
@@ -204,6 +208,7 @@ impl<'a> Scanner<'a> {
                 let mut depth = 0usize;
                 loop {
                     match self.next()? {
+                        b'{' | b'[' if depth == MAX_SKIP_DEPTH => return None,
                         b'{' | b'[' => depth += 1,
                         b'}' | b']' => {
                             depth -= 1;

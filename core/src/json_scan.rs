@@ -222,6 +222,32 @@ pub fn string_value<'b>(raw: &'b [u8], complete: bool) -> Option<Cow<'b, str>> {
     Some(unescape(body))
 }
 
+/// Whether `input` nests arrays and objects more than `limit` levels deep anywhere (brackets
+/// inside strings do not count). Linear, no allocation; used to tell "too deep" apart from
+/// "malformed" and to enforce a depth limit below the JSON reader's own.
+pub fn nests_deeper_than(input: &[u8], limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < input.len() {
+        match input[i] {
+            b'"' => {
+                i = string_end(input, i).0;
+                continue;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +284,25 @@ mod tests {
         }
         assert_eq!(unescape(br"\ud83d\ude00"), "😀");
         assert_eq!(unescape(br"\ud83dx"), "\u{FFFD}x");
+    }
+
+    #[test]
+    fn depth_counts_brackets_outside_strings() {
+        assert!(!nests_deeper_than(br#"{"a":[1,{"b":2}]}"#, 3));
+        assert!(nests_deeper_than(br#"{"a":[1,{"b":[2]}]}"#, 3));
+        assert!(!nests_deeper_than(br#"{"a":"[[[[{{{{\"[["}"#, 1));
+        assert!(!nests_deeper_than(b"", 0));
+        assert!(nests_deeper_than(b"[", 0));
+        let deep = "[".repeat(1_000_000);
+        assert!(nests_deeper_than(deep.as_bytes(), 128));
+    }
+
+    /// The reader's own ceiling is what `Limits::JSON_DEPTH_CEILING` documents.
+    #[test]
+    fn reader_ceiling_matches_the_documented_one() {
+        let ceiling = crate::Limits::JSON_DEPTH_CEILING;
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(serde_json::from_str::<serde_json::Value>(&nest(ceiling)).is_ok());
+        assert!(serde_json::from_str::<serde_json::Value>(&nest(ceiling + 1)).is_err());
     }
 }

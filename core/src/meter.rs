@@ -8,7 +8,8 @@
 use crate::encoding::Encoding;
 use crate::fast;
 use crate::error::{Error, ErrorKind, Result};
-use crate::options::MeterOptions;
+use crate::json_scan;
+use crate::options::{Limits, MeterOptions};
 use crate::prompt;
 use crate::record::{
     ChoiceRecord, CompletionDetails, ComputedUsage, Endpoint, Flags, PromptDetails, ReportedUsage,
@@ -87,6 +88,22 @@ impl Meter {
         self.check_open()?;
         self.request = None;
         self.request_flags = Flags::EMPTY;
+        let limits = &self.opts.limits;
+        if body.len() > limits.max_body_bytes {
+            self.request_flags.insert(Flags::REQUEST_UNPARSED | Flags::BODY_TOO_LARGE);
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!("request: {} bytes, over max_body_bytes ({})", body.len(), limits.max_body_bytes),
+            ));
+        }
+        let depth = limits.json_depth();
+        let too_deep = || {
+            Error::new(ErrorKind::LimitExceeded, format!("request: JSON nests deeper than max_json_depth ({depth})"))
+        };
+        if json_scan::nests_deeper_than(body, depth) {
+            self.request_flags.insert(Flags::REQUEST_UNPARSED | Flags::JSON_TOO_DEEP);
+            return Err(too_deep());
+        }
         match Request::parse(body) {
             Ok(r) => {
                 self.request_model = r.model.as_deref().filter(|m| !m.is_empty()).map(str::to_owned);
@@ -269,7 +286,7 @@ impl Meter {
             }
             let (prompt_tokens, image_tokens) = match req {
                 Some(req) => {
-                    let p = prompt::count(req, endpoint, model_name, encoding);
+                    let p = prompt::count_with(req, endpoint, model_name, encoding, &self.opts.limits);
                     if rep_prompt.is_none() {
                         flags.insert(p.flags);
                     }
@@ -520,6 +537,8 @@ struct Accum {
     max_text: usize,
     max_choices: usize,
     max_tool_calls: usize,
+    /// Deepest JSON nesting read (`Limits::json_depth`).
+    max_depth: usize,
     text_bytes: usize,
     id: Option<String>,
     model: Option<String>,
@@ -552,6 +571,7 @@ impl Accum {
             max_text: opts.limits.max_text_bytes,
             max_choices: opts.limits.max_choices,
             max_tool_calls: opts.limits.max_tool_calls,
+            max_depth: opts.limits.json_depth(),
             text_bytes: 0,
             id: None,
             model: None,
@@ -606,6 +626,13 @@ impl Accum {
         if self.saw_done {
             self.flags.insert(Flags::DATA_AFTER_DONE);
         }
+        // The fast path declines values nested past `fast::MAX_SKIP_DEPTH`, so under the default
+        // limit only the full decoder needs the depth check; a lower limit checks every event.
+        let checked = self.max_depth < Limits::JSON_DEPTH_CEILING;
+        if checked && json_scan::nests_deeper_than(data, self.max_depth) {
+            self.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            return;
+        }
         let is_error_event = f.event == b"error";
         if !is_error_event && fast_path_enabled() {
             if let Some(c) = fast::scan(data) {
@@ -613,6 +640,10 @@ impl Accum {
                     return;
                 }
             }
+        }
+        if !checked && json_scan::nests_deeper_than(data, self.max_depth) {
+            self.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            return;
         }
         match wire::decode(data) {
             Ok(m) => self.apply(m, is_error_event),
@@ -622,7 +653,15 @@ impl Accum {
     }
 
     fn on_body(&mut self, body: &[u8]) {
-        match wire::decode(body.trim_ascii()) {
+        let body = body.trim_ascii();
+        let too_deep = |acc: &mut Accum| {
+            acc.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            acc.error = Some(format!("response body nests deeper than max_json_depth ({})", acc.max_depth));
+        };
+        if json_scan::nests_deeper_than(body, self.max_depth) {
+            return too_deep(self);
+        }
+        match wire::decode(body) {
             Ok(m) => self.apply(m, false),
             Err(e) if e.is_eof() || self.body_overflow => self.body_cut = true,
             Err(e) => {
@@ -1065,6 +1104,47 @@ mod tests {
         assert!(has(&r, "line_too_long"));
         assert_eq!(r.source, Source::Reported);
         assert_eq!(r.total_tokens, 13);
+    }
+
+    #[test]
+    fn json_deeper_than_the_limit_is_skipped_with_a_flag() {
+        let nest = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        // Past the reader's ceiling, whatever the limit: a flag, never a crash.
+        let deep_event = format!(
+            "data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\ndata: {USAGE}\n\ndata: [DONE]\n\n",
+            nest(100_000)
+        );
+        let r = run(&deep_event);
+        assert!(has(&r, "json_too_deep") && has(&r, "malformed_event_skipped"));
+        assert_eq!(r.total_tokens, 13);
+        let r = run(&format!("{{\"object\":\"chat.completion\",\"x\":{}}}", nest(200)));
+        assert!(has(&r, "json_too_deep"));
+        assert_eq!(r.status, Status::Error);
+        // Below the ceiling, a lower limit is enforced on events, bodies and requests.
+        let mut o = MeterOptions::default();
+        o.limits.max_json_depth = 8;
+        let ok = format!("data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n", nest(7));
+        let deep = format!("data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n", nest(8));
+        assert!(!has(&run_with(b"", &ok, o.clone()), "json_too_deep"));
+        assert!(has(&run_with(b"", &deep, o.clone()), "json_too_deep"));
+        let mut m = Meter::new(o);
+        let req = format!(r#"{{"model":"gpt-4o","messages":[],"x":{}}}"#, nest(8));
+        let e = m.request(req.as_bytes()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        m.feed(b"{\"object\":\"chat.completion\",\"choices\":[]}").unwrap();
+        let r = m.finish().unwrap();
+        assert!(r.flags.contains(Flags::JSON_TOO_DEEP | Flags::REQUEST_UNPARSED));
+    }
+
+    #[test]
+    fn request_over_max_body_bytes_is_refused_with_a_flag() {
+        let mut o = MeterOptions::default();
+        o.limits.max_body_bytes = 64;
+        let mut m = Meter::new(o);
+        let req = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(100));
+        assert_eq!(m.request(req.as_bytes()).unwrap_err().kind(), ErrorKind::LimitExceeded);
+        let r = m.finish().unwrap();
+        assert!(r.flags.contains(Flags::BODY_TOO_LARGE | Flags::REQUEST_UNPARSED));
     }
 
     #[test]

@@ -21,6 +21,27 @@ pub struct Limits {
     pub max_choices: usize,
     /// Most tool calls tracked per choice (default 1024); flag `too_many_tool_calls`.
     pub max_tool_calls: usize,
+    /// Deepest JSON nesting accepted in a request body, a JSON response body or an SSE event
+    /// (default 127, which is also the ceiling: the JSON reader accepts no more, to protect
+    /// the stack). Deeper input is skipped whole; flag `json_too_deep`.
+    pub max_json_depth: usize,
+    /// Most images in one request whose header is read to size them (default 500, the service's
+    /// own per-request cap). Further images get the point estimate for an unknown size; flags
+    /// `too_many_images`, `image_size_unknown`.
+    pub max_images: usize,
+    /// Longest prefix of an image's base64 data decoded to find its header (default 64 KiB). A
+    /// header not found within it leaves the size unknown; flag `image_size_unknown`.
+    pub max_image_base64: usize,
+}
+
+impl Limits {
+    /// The deepest nesting the JSON reader accepts whatever the limit says.
+    pub const JSON_DEPTH_CEILING: usize = 127;
+
+    /// `max_json_depth` as enforced: never above [`Limits::JSON_DEPTH_CEILING`].
+    pub fn json_depth(&self) -> usize {
+        self.max_json_depth.min(Self::JSON_DEPTH_CEILING)
+    }
 }
 
 impl Default for Limits {
@@ -31,6 +52,9 @@ impl Default for Limits {
             max_text_bytes: 32 << 20,
             max_choices: 128,
             max_tool_calls: 1024,
+            max_json_depth: Limits::JSON_DEPTH_CEILING,
+            max_images: 500,
+            max_image_base64: crate::image::DEFAULT_MAX_BASE64,
         }
     }
 }

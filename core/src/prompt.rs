@@ -60,6 +60,7 @@ use serde_json::{Map, Value};
 
 use crate::encoding::Encoding;
 use crate::image;
+use crate::options::Limits;
 use crate::record::{Endpoint, Flags};
 use crate::request::{Content, FunctionCall, Message, Part, Request, ToolCall};
 use crate::wire::{List, Text};
@@ -104,10 +105,22 @@ fn responses_gpt5(model: &str) -> bool {
     m.strip_prefix("ft:").unwrap_or(&m).starts_with("gpt-5")
 }
 
-/// Counts the prompt of `req` for `endpoint`, `model` and `enc`.
+/// Counts the prompt of `req` for `endpoint`, `model` and `enc`, under the default [`Limits`].
 pub fn count(req: &Request<'_>, endpoint: Endpoint, model: &str, enc: Encoding) -> PromptCount {
+    count_with(req, endpoint, model, enc, &Limits::default())
+}
+
+/// [`count`] under `limits`: at most `max_images` image headers are read, each from at most
+/// `max_image_base64` base64 characters.
+pub fn count_with(
+    req: &Request<'_>,
+    endpoint: Endpoint,
+    model: &str,
+    enc: Encoding,
+    limits: &Limits,
+) -> PromptCount {
     match endpoint {
-        Endpoint::ChatCompletions => chat(req, model, enc),
+        Endpoint::ChatCompletions => chat(req, model, enc, limits),
         Endpoint::Completions => PromptCount {
             tokens: count_inputs(req.prompt, enc),
             ..Default::default()
@@ -116,7 +129,7 @@ pub fn count(req: &Request<'_>, endpoint: Endpoint, model: &str, enc: Encoding) 
             tokens: count_inputs(req.input, enc),
             ..Default::default()
         },
-        Endpoint::Responses => responses(req, model, enc),
+        Endpoint::Responses => responses(req, model, enc, limits),
     }
 }
 
@@ -134,6 +147,10 @@ struct Counter<'m> {
     total: i64,
     image_tokens: Option<u64>,
     flags: Flags,
+    /// Image headers that may still be read (`max_images`).
+    images_left: usize,
+    /// Base64 characters decoded per image header (`max_image_base64`).
+    max_base64: usize,
 }
 
 impl<'m> Counter<'m> {
@@ -152,7 +169,15 @@ impl<'m> Counter<'m> {
             total: 3,
             image_tokens: None,
             flags: Flags::EMPTY,
+            images_left: 0,
+            max_base64: 0,
         }
+    }
+
+    fn limited(mut self, limits: &Limits) -> Self {
+        self.images_left = limits.max_images;
+        self.max_base64 = limits.max_image_base64;
+        self
     }
 
     fn n(&self, s: &str) -> i64 {
@@ -210,7 +235,14 @@ impl<'m> Counter<'m> {
                     ),
                     None => (None, p.detail.as_deref()),
                 };
-                let t = image_part_tokens(self.model, url, detail, &mut self.flags);
+                let max_base64 = if self.images_left > 0 {
+                    self.images_left -= 1;
+                    self.max_base64
+                } else {
+                    self.flags.insert(Flags::TOO_MANY_IMAGES);
+                    0
+                };
+                let t = image_part_tokens(self.model, url, detail, max_base64, &mut self.flags);
                 self.total = self
                     .total
                     .saturating_add(i64::try_from(t).unwrap_or(i64::MAX));
@@ -249,8 +281,8 @@ fn compact_json(arguments: &str) -> Cow<'_, str> {
 // ------------------------------------------------------------------------------------------
 // Chat completions
 
-fn chat(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
-    let mut c = Counter::new(model, enc);
+fn chat(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
+    let mut c = Counter::new(model, enc).limited(limits);
     let messages = req.messages.as_ref().map_or(&[][..], |m| &m.items[..]);
     if req.messages.as_ref().is_some_and(|m| m.dropped > 0) || messages.iter().any(|m| m.tool_calls.dropped > 0) {
         // The request was over the element budget: what was skipped is not counted.
@@ -974,11 +1006,12 @@ fn image_part_tokens(
     model: &str,
     url: Option<&str>,
     detail: Option<&str>,
+    max_base64: usize,
     flags: &mut Flags,
 ) -> u64 {
     let size = url
-        .filter(|u| u.starts_with("data:"))
-        .and_then(|u| image::sniff_data_url(u, image::DEFAULT_MAX_BASE64))
+        .filter(|u| max_base64 > 0 && u.starts_with("data:"))
+        .and_then(|u| image::sniff_data_url(u, max_base64))
         .map(|(_, size)| size);
     if size.is_none() {
         flags.insert(Flags::IMAGE_SIZE_UNKNOWN);
@@ -1016,8 +1049,8 @@ struct InputItem<'a> {
 /// records that match their chat twins), `input` a user message or a list of messages. Function
 /// tools are counted apart from the messages (see `count_messages`). Function calls, their
 /// outputs, other items and `previous_response_id` are counted by the chat rules but flagged.
-fn responses(req: &Request<'_>, model: &str, enc: Encoding) -> PromptCount {
-    let mut c = Counter::new(model, enc);
+fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
+    let mut c = Counter::new(model, enc).limited(limits);
     c.responses = true;
     let mut messages: Vec<Message<'_>> = Vec::new();
     if let Some(i) = req.instructions.0.clone() {
@@ -1285,6 +1318,32 @@ mod tests {
                 && c.flags.contains(Flags::IMAGE_TOKENS_ESTIMATED)
         );
         assert!(!c.flags.contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn images_past_max_images_are_estimated_unsized() {
+        let e = Encoding::O200kBase;
+        let png =
+            "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAoAAAAHgCAIAAAC6s0uzAAAAAElFTkSuQmCC";
+        let part = format!(r#"{{"type":"image_url","image_url":{{"url":"{png}"}}}}"#);
+        let body = format!(
+            r#"{{"messages":[{{"role":"user","content":[{}]}}]}}"#,
+            vec![part; 3].join(",")
+        );
+        let r = Request::parse(body.as_bytes()).unwrap();
+        let all = count(&r, Endpoint::ChatCompletions, "gpt-4o", e);
+        assert_eq!(all.image_tokens, Some(3 * 425));
+        assert!(!all.flags.contains(Flags::TOO_MANY_IMAGES));
+        let limits = Limits { max_images: 2, ..Limits::default() };
+        let two = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &limits);
+        assert!(two.flags.contains(Flags::TOO_MANY_IMAGES | Flags::IMAGE_SIZE_UNKNOWN));
+        let unsized_one = image::image_tokens("gpt-4o", image::Detail::Auto, None).tokens;
+        assert_eq!(two.image_tokens, Some(2 * 425 + unsized_one));
+        // A base64 budget too small to reach the header leaves the size unknown.
+        let tiny = Limits { max_image_base64: 8, ..Limits::default() };
+        let c = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &tiny);
+        assert!(c.flags.contains(Flags::IMAGE_SIZE_UNKNOWN));
+        assert!(!c.flags.contains(Flags::TOO_MANY_IMAGES));
     }
 
     #[test]

@@ -167,6 +167,10 @@ flags! {
     EMPTY_RESPONSE = 20, "empty_response";
     /// The response held no usage and is not finished (a background or queued response).
     RESPONSE_NOT_FINISHED = 21, "response_not_finished";
+    /// JSON (request, response body or event) nested deeper than `max_json_depth` was skipped.
+    JSON_TOO_DEEP = 22, "json_too_deep";
+    /// The request had more images than `max_images`; the rest were estimated unsized.
+    TOO_MANY_IMAGES = 23, "too_many_images";
 }
 
 impl Flags {

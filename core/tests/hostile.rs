@@ -18,7 +18,8 @@ use usagetap::request::Request;
 use usagetap::rewrite::{ensure_include_usage, UsageChunkFilter};
 use usagetap::sse::Framer;
 use usagetap::{
-    json_scan, meter, prompt, wire, Encoding, Endpoint, Limits, Meter, MeterOptions, UsageRecord,
+    json_scan, meter, prompt, wire, Encoding, Endpoint, ErrorKind, Limits, Meter, MeterOptions, Status,
+    UsageRecord,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -78,7 +79,16 @@ static GLOBAL: Counting = Counting;
 static LOCK: Mutex<()> = Mutex::new(());
 
 fn serial() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+    let guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // BPE tables load once per process: outside every case, so no case's peak depends on
+    // whether it happened to run first.
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        for e in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            e.count("warm");
+        }
+    });
+    guard
 }
 
 const MIB: usize = 1 << 20;
@@ -91,6 +101,7 @@ fn limits() -> Limits {
         max_text_bytes: MIB,
         max_choices: 128,
         max_tool_calls: 1024,
+        ..Limits::default()
     }
 }
 
@@ -247,12 +258,8 @@ fn million_nested_arrays() {
     let r = bounded("sse: 10^6 nested arrays in a data line", bound, || {
         meter_pieces(big.clone(), b"", &sse, 1 << 16)
     });
-    // serde_json skips an ignored value without recursing: the deep value is simply not read.
-    println!(
-        "  status {:?} flags {:?}",
-        r.status,
-        r.flags.names().collect::<Vec<_>>()
-    );
+    // The deep event is skipped whole with a flag; the usage chunk after it is still read.
+    assert!(has(&r, "json_too_deep"), "{:?}", r.flags);
     assert_eq!(r.total_tokens, 7, "the usage chunk after it is still read");
     // With the 1 MiB limits the line is simply too long.
     let r = bounded("sse: same, 1 MiB limits", meter_bound(&limits()), || {
@@ -266,19 +273,11 @@ fn million_nested_arrays() {
     let r = bounded("json: 10^6 nested arrays in a usage value", bound, || {
         meter(big.clone(), b"", &body).expect("meter")
     });
-    println!(
-        "  status {:?} flags {:?}",
-        r.status,
-        r.flags.names().collect::<Vec<_>>()
-    );
+    assert!(has(&r, "json_too_deep") && r.status == Status::Error, "{r:?}");
     let r = bounded("json: bare 10^6 nested arrays", bound, || {
         meter(big.clone(), b"", &deep).expect("meter")
     });
-    println!(
-        "  status {:?} flags {:?}",
-        r.status,
-        r.flags.names().collect::<Vec<_>>()
-    );
+    assert!(has(&r, "json_too_deep") && r.status == Status::Error, "{r:?}");
 
     let mut req = b"{\"model\":\"gpt-4o\",\"messages\":".to_vec();
     req.extend_from_slice(&deep);
@@ -287,6 +286,15 @@ fn million_nested_arrays() {
         Request::parse(&req).map(|_| ())
     });
     println!("  request: {r:?}");
+    let r = bounded("meter: request with 10^6 nested arrays", bound, || {
+        let mut m = Meter::new(big.clone());
+        let e = m.request(&req).expect_err("too deep");
+        assert_eq!(e.kind(), ErrorKind::LimitExceeded);
+        m.feed(&sse).unwrap();
+        m.finish().unwrap()
+    });
+    assert!(has(&r, "json_too_deep") && has(&r, "request_unparsed"));
+    assert_eq!(r.total_tokens, 7);
     bounded(
         "rewrite: 10^6 nested arrays (input + output)",
         8 * MIB,
@@ -633,13 +641,20 @@ fn base64_that_lies_about_image_size() {
         // A GIF header cut in the middle of a base64 block, then garbage.
         format!("data:image/gif;base64,R0lGODlh//8{}", "!".repeat(MIB)),
     ];
+    // Requests this large are refused under the 1 MiB body cap; a 16 MiB cap lets the image
+    // reader meet them.
+    let mut big = opts();
+    big.limits.max_body_bytes = 16 * MIB;
     for (i, u) in urls.iter().enumerate() {
+        // The line breaks inside the base64 travel escaped in JSON.
+        let u = u.replace('\n', "\\n");
         let req = format!("{{\"model\":\"gpt-4o\",\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"{u}\",\"detail\":\"high\"}}}}]}}]}}");
         let body = "{\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"ok\"}}]}";
         let r = bounded(
             &format!("image: lying data URL #{i} ({} KiB)", u.len() / 1024),
-            meter_bound(&limits()) + 4 * MIB,
-            || meter(opts(), req.as_bytes(), body.as_bytes()).expect("meter"),
+            // The meter keeps a copy of the request, and reading it may unescape a string.
+            meter_bound(&limits()) + 3 * req.len(),
+            || meter(big.clone(), req.as_bytes(), body.as_bytes()).expect("meter"),
         );
         println!(
             "  #{i}: prompt {} image {:?} flags {:?}",
@@ -648,7 +663,33 @@ fn base64_that_lies_about_image_size() {
             r.flags.names().collect::<Vec<_>>()
         );
         assert!(r.prompt_tokens < 1 << 40);
+        assert!(!has(&r, "request_unparsed"));
     }
+    // Under the 1 MiB cap the 8 MiB request is not read at all.
+    let req = format!("{{\"model\":\"gpt-4o\",\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"{}\"}}}}]}}]}}", urls[1]);
+    let r = bounded("request: 8 MiB over a 1 MiB max_body_bytes", meter_bound(&limits()), || {
+        meter(opts(), req.as_bytes(), b"{\"object\":\"chat.completion\",\"choices\":[]}").expect("meter")
+    });
+    assert!(has(&r, "body_too_large") && has(&r, "request_unparsed"));
+}
+
+#[test]
+fn ten_thousand_images() {
+    let _g = serial();
+    // 10^4 copies of a real PNG header in data URLs: only `max_images` headers are read.
+    let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAoAAAAHgCAIAAAC6s0uzAAAAAElFTkSuQmCC";
+    let part = format!("{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"{png}\"}}}}");
+    let req = many("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[", &part, 10_000, "]}]}");
+    let body = b"{\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"ok\"}}]}";
+    let mut o = opts();
+    o.limits.max_body_bytes = 16 * MIB;
+    let r = bounded("request: 10^4 data-URL images", meter_bound(&limits()) + 3 * req.len(), || {
+        meter(o.clone(), &req, body).expect("meter")
+    });
+    println!("  prompt {} image {:?} flags {:?}", r.prompt_tokens, r.image_tokens, r.flags.names().collect::<Vec<_>>());
+    assert!(has(&r, "too_many_images") && has(&r, "image_size_unknown"));
+    let max = limits().max_images as u64;
+    assert!(r.image_tokens.unwrap() >= max * 425, "the first {max} are sized (425 each)");
 }
 
 // ---------------------------------------------------------------------------------------------
