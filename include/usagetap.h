@@ -145,6 +145,16 @@
 #define USAGETAP_FLAG_RESPONSE_NOT_FINISHED 2097152
 
 /**
+ * JSON nested deeper than `limits.max_json_depth` was skipped.
+ */
+#define USAGETAP_FLAG_JSON_TOO_DEEP 4194304
+
+/**
+ * The request had more images than `limits.max_images`; the rest were estimated unsized.
+ */
+#define USAGETAP_FLAG_TOO_MANY_IMAGES 8388608
+
+/**
  * `cached_tokens` holds a value.
  */
 #define USAGETAP_PRESENT_CACHED_TOKENS 1
@@ -617,7 +627,8 @@ usagetap_str usagetap_thread_last_error(void);
  * `{"model": "gpt-4o", "deployment": "chat-prod", "deployments": {"chat-prod": "gpt-4o-mini"},
  * "endpoint": "chat.completions" | "/openai/deployments/x/chat/completions?..." ,
  * "reconcile": false, "limits": {"max_line_bytes": n, "max_body_bytes": n,
- * "max_text_bytes": n, "max_choices": n, "max_tool_calls": n}}`.
+ * "max_text_bytes": n, "max_choices": n, "max_tool_calls": n, "max_json_depth": n,
+ * "max_images": n, "max_image_base64": n}}` (defaults and meanings: `usagetap::Limits`).
  * `(NULL, 0)`, an empty or whitespace-only buffer, and `null` give the defaults. Unknown fields
  * are rejected (`USAGETAP_RESULT_INVALID_OPTIONS`), so a typo does not pass silently.
  *

@@ -345,7 +345,8 @@ pub extern "C" fn usagetap_thread_last_error() -> usagetap_str {
 /// `{"model": "gpt-4o", "deployment": "chat-prod", "deployments": {"chat-prod": "gpt-4o-mini"},
 /// "endpoint": "chat.completions" | "/openai/deployments/x/chat/completions?..." ,
 /// "reconcile": false, "limits": {"max_line_bytes": n, "max_body_bytes": n,
-/// "max_text_bytes": n, "max_choices": n, "max_tool_calls": n}}`.
+/// "max_text_bytes": n, "max_choices": n, "max_tool_calls": n, "max_json_depth": n,
+/// "max_images": n, "max_image_base64": n}}` (defaults and meanings: `usagetap::Limits`).
 /// `(NULL, 0)`, an empty or whitespace-only buffer, and `null` give the defaults. Unknown fields
 /// are rejected (`USAGETAP_RESULT_INVALID_OPTIONS`), so a typo does not pass silently.
 ///

@@ -32,6 +32,9 @@ struct LimitsJson {
     max_text_bytes: Option<u64>,
     max_choices: Option<u64>,
     max_tool_calls: Option<u64>,
+    max_json_depth: Option<u64>,
+    max_images: Option<u64>,
+    max_image_base64: Option<u64>,
 }
 
 fn invalid(message: impl Into<String>) -> Failure {
@@ -85,6 +88,9 @@ pub(crate) fn parse(json: &str) -> Result<MeterOptions, Failure> {
             max_text_bytes: pick("max_text_bytes", l.max_text_bytes, d.max_text_bytes)?,
             max_choices: pick("max_choices", l.max_choices, d.max_choices)?,
             max_tool_calls: pick("max_tool_calls", l.max_tool_calls, d.max_tool_calls)?,
+            max_json_depth: pick("max_json_depth", l.max_json_depth, d.max_json_depth)?,
+            max_images: pick("max_images", l.max_images, d.max_images)?,
+            max_image_base64: pick("max_image_base64", l.max_image_base64, d.max_image_base64)?,
         };
     }
     Ok(o)

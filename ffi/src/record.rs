@@ -107,6 +107,10 @@ pub const USAGETAP_FLAG_COMPLETION_ESTIMATED: u32 = 0x80000;
 pub const USAGETAP_FLAG_EMPTY_RESPONSE: u32 = 0x100000;
 /// The response held no usage and is not finished (a background or queued response).
 pub const USAGETAP_FLAG_RESPONSE_NOT_FINISHED: u32 = 0x200000;
+/// JSON nested deeper than `limits.max_json_depth` was skipped.
+pub const USAGETAP_FLAG_JSON_TOO_DEEP: u32 = 0x400000;
+/// The request had more images than `limits.max_images`; the rest were estimated unsized.
+pub const USAGETAP_FLAG_TOO_MANY_IMAGES: u32 = 0x800000;
 
 // Bits of `usagetap_record.present`: which optional fields hold a value. A field whose bit is
 // clear is 0.

@@ -491,6 +491,8 @@ fn flag_constants_match_the_core() {
         (USAGETAP_FLAG_COMPLETION_ESTIMATED, "completion_estimated"),
         (USAGETAP_FLAG_EMPTY_RESPONSE, "empty_response"),
         (USAGETAP_FLAG_RESPONSE_NOT_FINISHED, "response_not_finished"),
+        (USAGETAP_FLAG_JSON_TOO_DEEP, "json_too_deep"),
+        (USAGETAP_FLAG_TOO_MANY_IMAGES, "too_many_images"),
     ];
     let core: Vec<(u32, &str)> = usagetap::Flags::ALL
         .iter()

@@ -99,6 +99,8 @@ static void test_static_strings(void) {
         "flag name");
   CHECK(str_eq(usagetap_flag_name(USAGETAP_FLAG_RESPONSE_NOT_FINISHED), "response_not_finished"),
         "flag name");
+  CHECK(str_eq(usagetap_flag_name(USAGETAP_FLAG_TOO_MANY_IMAGES), "too_many_images"),
+        "flag name");
   CHECK(usagetap_flag_name(0).len == 0, "flag 0");
   CHECK(usagetap_flag_name(3).len == 0, "two flags");
   CHECK(usagetap_flag_name(0x80000000u).len == 0, "unknown flag");
@@ -336,7 +338,8 @@ static void test_null_and_misuse(void) {
       "{\"deployment\":\"chat-prod\",\"deployments\":{\"chat-prod\":\"gpt-4\"},"
       "\"endpoint\":\"/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21\","
       "\"limits\":{\"max_line_bytes\":65536,\"max_body_bytes\":1048576,\"max_text_bytes\":1048576,"
-      "\"max_choices\":8,\"max_tool_calls\":16}}";
+      "\"max_choices\":8,\"max_tool_calls\":16,\"max_json_depth\":32,\"max_images\":4,"
+      "\"max_image_base64\":4096}}";
   m = new_meter(opts);
   const char *body =
       "data: {\"id\":\"c9\",\"model\":\"chat-prod\",\"choices\":[{\"index\":0,\"delta\":"

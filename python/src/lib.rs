@@ -173,13 +173,15 @@ fn input<'py>(
     )))
 }
 
-/// Builds the core options from the keyword arguments shared by `meter` and `Meter`.
+/// Builds the core options from the keyword arguments shared by `meter`, `Meter` and
+/// `meter_envelope`; `limits` names fields of `usagetap::Limits` (unknown names and 0 are errors).
 fn options(
     model: Option<String>,
     deployment: Option<String>,
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    limits: Option<HashMap<String, u64>>,
 ) -> PyResult<MeterOptions> {
     let endpoint = match endpoint {
         None => None,
@@ -190,7 +192,26 @@ fn options(
             ))
         })?),
     };
+    let mut l = usagetap::Limits::default();
+    for (name, v) in limits.unwrap_or_default() {
+        let slot = match name.as_str() {
+            "max_line_bytes" => &mut l.max_line_bytes,
+            "max_body_bytes" => &mut l.max_body_bytes,
+            "max_text_bytes" => &mut l.max_text_bytes,
+            "max_choices" => &mut l.max_choices,
+            "max_tool_calls" => &mut l.max_tool_calls,
+            "max_json_depth" => &mut l.max_json_depth,
+            "max_images" => &mut l.max_images,
+            "max_image_base64" => &mut l.max_image_base64,
+            _ => return Err(invalid_options(format!("unknown limit {name:?}"))),
+        };
+        if v == 0 {
+            return Err(invalid_options(format!("limits[{name:?}] must be at least 1")));
+        }
+        *slot = usize::try_from(v).unwrap_or(usize::MAX);
+    }
     Ok(MeterOptions {
+        limits: l,
         model: model.filter(|m| !m.is_empty()),
         deployment: deployment.filter(|d| !d.is_empty()),
         deployments: Arc::new(deployments.unwrap_or_default()),
@@ -458,7 +479,7 @@ impl PyMeter {
 #[pymethods]
 impl PyMeter {
     #[new]
-    #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None))]
+    #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
     fn new(
         py: Python<'_>,
         request: Option<&Bound<'_, PyAny>>,
@@ -467,8 +488,9 @@ impl PyMeter {
         endpoint: Option<String>,
         reconcile: bool,
         deployments: Option<HashMap<String, String>>,
+        limits: Option<HashMap<String, u64>>,
     ) -> PyResult<Self> {
-        let opts = options(model, deployment, endpoint, reconcile, deployments)?;
+        let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
         let request = match request {
             Some(r) => input(r, "request", true, true)?,
             None => Input::Empty,
@@ -552,7 +574,7 @@ impl PyMeter {
 /// Meters a complete exchange: the request body (may be `None` or empty) and the whole
 /// response body (JSON or SSE text).
 #[pyfunction]
-#[pyo3(name = "meter", signature = (request, response, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None))]
+#[pyo3(name = "meter", signature = (request, response, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
 #[allow(clippy::too_many_arguments)]
 fn py_meter(
     py: Python<'_>,
@@ -563,8 +585,9 @@ fn py_meter(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyUsageRecord> {
-    let opts = options(model, deployment, endpoint, reconcile, deployments)?;
+    let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
     let request = input(request, "request", true, true)?;
     let response = input(response, "response", false, false)?;
     let (req, resp) = (request.as_slice(), response.as_slice());
@@ -669,7 +692,7 @@ fn secret_bytes(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// `appSubscriptionKey`, `request`, `response`; bodies as JSON strings or objects). A cut
 /// envelope (APIM truncates messages over 200 KB) gives a record flagged `truncated`.
 #[pyfunction]
-#[pyo3(name = "meter_envelope", signature = (envelope, *, secret, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None))]
+#[pyo3(name = "meter_envelope", signature = (envelope, *, secret, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
 #[allow(clippy::too_many_arguments)]
 fn py_meter_envelope(
     py: Python<'_>,
@@ -680,8 +703,9 @@ fn py_meter_envelope(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyEnvelopeRecord> {
-    let opts = options(model, deployment, endpoint, reconcile, deployments)?;
+    let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
     let secret = secret_bytes(secret)?;
     let envelope = input(envelope, "envelope", true, false)?;
     let bytes = envelope.as_slice();

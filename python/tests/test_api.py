@@ -118,6 +118,21 @@ def test_options_reach_the_core(chat: Record, stream: Record) -> None:
     assert mapped.encoding == "cl100k_base" and "unknown_model" not in mapped.flags
 
 
+def test_limits_reach_the_core(stream: Record) -> None:
+    body = stream["response_body"]
+    assert "line_too_long" not in usagetap.meter(stream["request"], body).flags
+    small = usagetap.meter(stream["request"], body, limits={"max_line_bytes": 16})
+    assert "line_too_long" in small.flags
+    deep = '{"model":"gpt-4o","messages":[],"x":' + "[" * 10 + "]" * 10 + "}"
+    with usagetap.Meter(deep, limits={"max_json_depth": 8}) as m:
+        m.feed(body)
+    assert m.record is not None and {"json_too_deep", "request_unparsed"} <= set(m.record.flags)
+    with pytest.raises(usagetap.InvalidOptionsError, match="unknown limit"):
+        usagetap.meter(None, body, limits={"max_lines": 1})
+    with pytest.raises(usagetap.InvalidOptionsError, match="at least 1"):
+        usagetap.meter(None, body, limits={"max_images": 0})
+
+
 def test_meter_protocol(stream: Record) -> None:
     body = stream["response_body"].encode()
     m = usagetap.Meter(stream["request"])

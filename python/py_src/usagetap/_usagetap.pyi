@@ -116,6 +116,7 @@ class Meter:
         endpoint: Optional[str] = None,
         reconcile: bool = False,
         deployments: Optional[Dict[str, str]] = None,
+        limits: Optional[Dict[str, int]] = None,
     ) -> Self: ...
     def feed(self, chunk: _BytesLike) -> None: ...
     def finish(self) -> UsageRecord: ...
@@ -182,6 +183,7 @@ def meter(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
+    limits: Optional[Dict[str, int]] = None,
 ) -> UsageRecord: ...
 def meter_envelope(
     envelope: _RequestBody,
@@ -192,6 +194,7 @@ def meter_envelope(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
+    limits: Optional[Dict[str, int]] = None,
 ) -> EnvelopeRecord: ...
 def consumer_id(key: str, *, secret: _BytesLike) -> str: ...
 def count_tokens(text: str, model: Optional[str] = None) -> int: ...
