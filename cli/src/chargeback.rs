@@ -1,6 +1,6 @@
 //! `usagetap chargeback`: APIM envelopes (or raw pairs) in, a per-consumer ledger out.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -72,18 +72,21 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let mut reader = io::BufReader::with_capacity(1 << 20, file);
         let mut line = Vec::new();
-        loop {
-            line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| format!("{}: {e}", f.display()))?;
-            if n == 0 {
-                break;
-            }
-            progress.advance(n as u64, events);
-            if line.trim_ascii().is_empty() {
+        while let Some((l, n)) = crate::lines::next_line(&mut reader, &mut line, crate::lines::MAX_LINE_BYTES)
+            .map_err(|e| format!("{}: {e}", f.display()))?
+        {
+            progress.advance(n, events);
+            if matches!(l, crate::lines::Line::Read) && line.trim_ascii().is_empty() {
                 continue;
             }
             events += 1;
-            match meter_envelope(&line, &opts, &hasher) {
+            let metered = match l {
+                crate::lines::Line::TooLong(len) => {
+                    Err(format!("line of {len} bytes is over the {} MiB cap", crate::lines::MAX_LINE_BYTES >> 20))
+                }
+                crate::lines::Line::Read => meter_envelope(&line, &opts, &hasher).map_err(|e| e.to_string()),
+            };
+            match metered {
                 Ok(er) => {
                     if er.record.flags.contains(usagetap::Flags::TRUNCATED) {
                         truncated += 1;

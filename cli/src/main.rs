@@ -7,6 +7,7 @@
 //! Records go to stdout and nothing else does.
 
 mod chargeback;
+mod lines;
 
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
@@ -90,15 +91,21 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
             }
         }
     }
-    let input = open_input(file.as_deref())?;
+    let mut input = open_input(file.as_deref())?;
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
-    for line in input.split(b'\n') {
-        let line = line.map_err(|e| format!("reading input: {e}"))?;
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
-        let rec = meter_line(&line, reconcile, feed_chunk);
+    let mut line = Vec::new();
+    while let Some((l, _)) = lines::next_line(&mut input, &mut line, lines::MAX_LINE_BYTES)
+        .map_err(|e| format!("reading input: {e}"))?
+    {
+        let rec = match l {
+            lines::Line::TooLong(n) => error_record(
+                Map::new(),
+                format!("input line of {n} bytes is over the {} MiB cap", lines::MAX_LINE_BYTES >> 20),
+            ),
+            lines::Line::Read if line.trim_ascii().is_empty() => continue,
+            lines::Line::Read => meter_line(&line, reconcile, feed_chunk),
+        };
         serde_json::to_writer(&mut out, &rec).map_err(|e| e.to_string())?;
         out.write_all(b"\n").map_err(|e| e.to_string())?;
     }
