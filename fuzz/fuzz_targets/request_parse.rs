@@ -24,4 +24,10 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
+    // The image limits: past `max_images` images are flagged, never read.
+    let small = usagetap_fuzz::small_limits();
+    let p = prompt::count_with(&req, ep, "gpt-4o", Encoding::O200kBase, &small);
+    if let Some(i) = p.image_tokens {
+        assert!(i <= p.tokens);
+    }
 });

@@ -78,6 +78,9 @@ pub fn small_limits() -> usagetap::Limits {
         max_text_bytes: 48,
         max_choices: 2,
         max_tool_calls: 2,
+        max_json_depth: 4,
+        max_images: 1,
+        max_image_base64: 16,
     }
 }
 
