@@ -181,12 +181,11 @@ pub unsafe extern "C" fn usagetap_meter_envelope(
                 ));
             }
             let out = meter_envelope(bytes, &opts, &ConsumerHasher::new(secret))?;
-            let json = out.record.to_json();
             Ok(Box::new(usagetap_meter {
                 // Never used: the handle is finished, so every call that would feed it refuses.
                 meter: Meter::new(opts),
                 last_error: String::new(),
-                done: Some(Done { record: out.record, json }),
+                done: Some(Done { record: out.record, json: std::sync::OnceLock::new() }),
                 envelope: Some(EnvelopeInfo {
                     consumer: out.consumer,
                     event_time: out.event_time,

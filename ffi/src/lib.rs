@@ -238,7 +238,10 @@ pub struct usagetap_meter {
 /// The finished record, kept by the handle so the caller can borrow it until `_free`.
 struct Done {
     record: UsageRecord,
-    json: String,
+    /// The record's JSON, rendered on first request: most hosts read the struct only, and
+    /// rendering costs more than metering a small exchange. `OnceLock` keeps concurrent readers
+    /// of a finished meter safe.
+    json: std::sync::OnceLock<String>,
 }
 
 impl usagetap_meter {
@@ -265,8 +268,7 @@ impl usagetap_meter {
 
     fn finish(&mut self) -> Result<&Done, Failure> {
         let record = self.meter.finish()?;
-        let json = record.to_json();
-        Ok(self.done.insert(Done { record, json }))
+        Ok(self.done.insert(Done { record, json: std::sync::OnceLock::new() }))
     }
 }
 
@@ -593,8 +595,9 @@ pub unsafe extern "C" fn usagetap_meter_record_json(
             return usagetap_result::NullParameter;
         }
         let Some(done) = &m.done else { return usagetap_result::NotFinished };
+        let json = done.json.get_or_init(|| done.record.to_json());
         // SAFETY: `json_out` is not NULL and writable by the caller's contract.
-        unsafe { json_out.write(usagetap_str::borrow(&done.json)) };
+        unsafe { json_out.write(usagetap_str::borrow(json)) };
         usagetap_result::Ok
     }
 }

@@ -264,19 +264,27 @@ struct PyUsageRecord {
     error: Option<String>,
     flags: Vec<&'static str>,
     inner: usagetap::UsageRecord,
-    /// The record's JSON (the design's record), the source of `to_dict()` and of equality.
-    json: String,
+    /// The record's JSON (the design's record), the source of `to_dict()` and of hashing;
+    /// rendered on first use, since it costs more than metering a small exchange.
+    json: std::sync::OnceLock<String>,
+}
+
+impl PyUsageRecord {
+    fn json(&self) -> &str {
+        self.json.get_or_init(|| self.inner.to_json())
+    }
 }
 
 impl PartialEq for PyUsageRecord {
     fn eq(&self, other: &Self) -> bool {
-        self.json == other.json
+        // Everything the JSON holds is in `inner`.
+        self.inner == other.inner
     }
 }
 
 impl Hash for PyUsageRecord {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.json.hash(state);
+        self.json().hash(state);
     }
 }
 
@@ -301,7 +309,7 @@ impl From<usagetap::UsageRecord> for PyUsageRecord {
             system_fingerprint: r.system_fingerprint.clone(),
             error: r.error.clone(),
             flags: r.flags.names().collect(),
-            json: r.to_json(),
+            json: std::sync::OnceLock::new(),
             inner: r,
         }
     }
@@ -371,12 +379,12 @@ impl PyUsageRecord {
 
     /// The record as a new dict with the design's field names (the same as `to_json()`).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_loads(py, &self.json)
+        json_loads(py, self.json())
     }
 
     /// The record as one line of JSON (the design's record).
     fn to_json(&self) -> &str {
-        &self.json
+        self.json()
     }
 
     fn __repr__(&self) -> String {
