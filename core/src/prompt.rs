@@ -993,8 +993,10 @@ fn image_part_tokens(
 // ------------------------------------------------------------------------------------------
 // Responses API
 
-/// One item of a Responses API `input` array.
-#[derive(Deserialize)]
+/// One item of a Responses API `input` array (an item of an odd type reads as an empty one,
+/// which is flagged, instead of dropping the whole input).
+#[derive(Default, Deserialize)]
+#[serde(remote = "Self")]
 struct InputItem<'a> {
     #[serde(borrow, default, rename = "type")]
     kind: Text<'a>,
@@ -1011,6 +1013,8 @@ struct InputItem<'a> {
     #[serde(borrow, default)]
     output: Content<'a>,
 }
+
+crate::request::lenient_object!(InputItem<'a>);
 
 /// The Responses API counted as chat: `instructions` is a system message (verified with image
 /// records that match their chat twins), `input` a user message or a list of messages. Function
@@ -1508,6 +1512,11 @@ type ping = () => any;\n\n\
             c.tokens as usize,
             3 + 3 + e.count("user") + e.count("Hello")
         );
+        assert!(c.flags.contains(Flags::PROMPT_ESTIMATED));
+        // An input item of an odd type costs nothing and is flagged; the other items still count.
+        let r = Request::parse(br#"{"model":"gpt-4o","include":[],"input":[7,{"role":"user","content":[{"type":"input_text","text":"Hello"}]}]}"#).unwrap();
+        let c = count(&r, Endpoint::Responses, "gpt-4o", e);
+        assert_eq!(c.tokens as usize, 3 + 3 + e.count("user") + e.count("Hello"));
         assert!(c.flags.contains(Flags::PROMPT_ESTIMATED));
     }
 
