@@ -52,16 +52,16 @@
 //!   tools can cost; its chat twin and its own follow-up turns are exact: unexplained.
 //!
 //! Whatever rests on an unverified rule is counted by the closest rule and flagged
-//! `prompt_estimated`: `json_schema` formats on reasoning models (no priming tag, one
-//! repository), o-series models with tools or tool messages, gpt-5 tools without a system
-//! message or with another `tool_choice`, parallel calls left unanswered or answered in non-ASCII, content
-//! parts other than text and images, `prediction`, non-function tools, assistant refusals, a
-//! `name` on an assistant message with tool calls, function schemas with a top-level `title` or
-//! `description` or with arrays of objects holding arrays or type lists (`unverified_schema`),
-//! and on the Responses API: o-series tools (3 more, one repository), `tool_choice` other than
-//! `auto`, `tools: []`, `function_call` items (2 less each than the chat rendering on
-//! non-reasoning models: DataDog, fantasy, Mirascope; single calls in Mirascope 3 more again),
-//! reasoning and other items, stored prompts and `previous_response_id`.
+//! `prompt_estimated`: `json_schema` formats on reasoning models (no priming tag, one repository),
+//! o-series models with tools or tool messages, gpt-5 tools without a system message or with
+//! another `tool_choice`, parallel calls left unanswered or answered with non-ASCII text, content
+//! parts other than text and images, `prediction`, non-function tools, assistant refusals, a `name`
+//! on an assistant message with tool calls, function schemas with a top-level `title` or
+//! `description` or with arrays of objects holding arrays or type lists (`unverified_schema`), and
+//! on the Responses API: o-series tools (3 more, one repository), `tool_choice` other than `auto`,
+//! `tools: []`, `function_call` items (2 less each than the chat rendering on non-reasoning models:
+//! DataDog, fantasy, Mirascope; single calls in Mirascope 3 more again), reasoning and other items,
+//! stored prompts and `previous_response_id`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -35,14 +35,18 @@ impl<'de> Deserialize<'de> for Bool {
 macro_rules! lenient_object {
     ($t:ident<$a:lifetime>) => {
         impl<'de: $a, $a> ::serde::Deserialize<'de> for $t<$a> {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
                 $crate::request::lenient_object!(@visit d, $t<'de>)
             }
         }
     };
     ($t:ident) => {
         impl<'de> ::serde::Deserialize<'de> for $t {
-            fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> ::std::result::Result<Self, D::Error> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
                 $crate::request::lenient_object!(@visit d, $t)
             }
         }
