@@ -28,13 +28,79 @@ impl<'de> Deserialize<'de> for Bool {
     }
 }
 
+/// Gives a struct whose derived deserializer is generated with `#[serde(remote = "Self")]` a
+/// `Deserialize` impl that never fails on the value's type: an object is read field by field
+/// (unknown fields skipped), anything else (string, number, array, `null`) reads as the default.
+/// A request element of an odd type then costs its own fields, not the whole request.
+macro_rules! lenient_object {
+    ($t:ident<$a:lifetime>) => {
+        impl<'de: $a, $a> ::serde::Deserialize<'de> for $t<$a> {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                $crate::request::lenient_object!(@visit d, $t<'de>)
+            }
+        }
+    };
+    ($t:ident) => {
+        impl<'de> ::serde::Deserialize<'de> for $t {
+            fn deserialize<D: ::serde::Deserializer<'de>>(
+                d: D,
+            ) -> ::std::result::Result<Self, D::Error> {
+                $crate::request::lenient_object!(@visit d, $t)
+            }
+        }
+    };
+    (@visit $d:ident, $v:ty) => {{
+        use ::serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        use ::std::result::Result;
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = $v;
+            fn expecting(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                <$v>::deserialize(::serde::de::value::MapAccessDeserializer::new(a))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(<$v>::default())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(<$v>::default())
+            }
+        }
+        ::serde::Deserializer::deserialize_any($d, V)
+    }};
+}
+pub(crate) use lenient_object;
+
 /// `stream_options`.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct StreamOptions {
     /// `include_usage`.
     #[serde(default)]
     pub include_usage: Bool,
 }
+
+lenient_object!(StreamOptions);
 
 /// `image_url` of a content part: an object `{url, detail}` or (Responses API) a bare string.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -97,6 +163,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for ImageUrl<'a> {
 /// One part of an array `content` (chat: `text`, `image_url`, `input_audio`, `file`;
 /// Responses API: `input_text`, `input_image`, `input_file`, `output_text`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct Part<'a> {
     /// The part's `type`.
     #[serde(borrow, default, rename = "type")]
@@ -114,6 +181,8 @@ pub struct Part<'a> {
     #[serde(borrow, default)]
     pub refusal: Text<'a>,
 }
+
+lenient_object!(Part<'a>);
 
 /// A message `content`: a string, an array of parts, or nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -177,6 +246,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
 
 /// A function call in an assistant message (`tool_calls[].function`, legacy `function_call`).
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct FunctionCall<'a> {
     /// The function's name.
     #[serde(borrow, default)]
@@ -186,8 +256,11 @@ pub struct FunctionCall<'a> {
     pub arguments: Text<'a>,
 }
 
+lenient_object!(FunctionCall<'a>);
+
 /// A tool call in an assistant message.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct ToolCall<'a> {
     /// The call id.
     #[serde(borrow, default)]
@@ -200,8 +273,11 @@ pub struct ToolCall<'a> {
     pub function: Option<FunctionCall<'a>>,
 }
 
+lenient_object!(ToolCall<'a>);
+
 /// A chat message.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(remote = "Self")]
 pub struct Message<'a> {
     /// `system`, `developer`, `user`, `assistant`, `tool`, `function`.
     #[serde(borrow, default)]
@@ -225,6 +301,8 @@ pub struct Message<'a> {
     #[serde(borrow, default)]
     pub refusal: Text<'a>,
 }
+
+lenient_object!(Message<'a>);
 
 /// The most list elements (messages, parts, tool calls, all together) one request keeps; the
 /// rest are skipped and the prompt is then flagged `prompt_estimated`.
@@ -387,6 +465,39 @@ mod tests {
         }
         assert_eq!(m[2].tool_calls[0].function.as_ref().unwrap().name.as_deref(), Some("f"));
         assert!(r.tools.is_some());
+    }
+
+    #[test]
+    fn unused_and_odd_typed_fields_never_fail() {
+        // The OpenAI Agents SDK shape: `include: []`, function-call items, flat strict tools.
+        let body = br#"{"input":[{"content":"What is 1+2?","role":"user"},
+              {"arguments":"{\"a\":1}","call_id":"c1","name":"add","type":"function_call","id":"fc_1","status":"completed"},
+              {"call_id":"c1","output":"3","type":"function_call_output"}],
+            "model":"gpt-4o","include":[],"instructions":"Add.","stream":false,
+            "tools":[{"name":"add","parameters":{"properties":{"a":{"title":"A","type":"integer"}},"required":["a"],"title":"add_args","type":"object","additionalProperties":false},"strict":true,"type":"function","description":"Add"}]}"#;
+        let r = Request::parse(body).unwrap();
+        assert_eq!(r.endpoint(), Some(Endpoint::Responses));
+        assert_eq!(r.instructions.as_deref(), Some("Add."));
+        // Every element or object we read may be of any type: it reads as empty, the rest counts.
+        let body = br#"{"model":"gpt-4o","include":{"x":[1,{"y":null}]},"stream_options":"yes",
+            "metadata":[1,2],"user":7,"messages":[1,"x",null,[],
+              {"role":"user","content":["a",{"type":"text","text":"hi"},3]},
+              {"role":"assistant","tool_calls":["x",{"id":"c","function":5},{"function":{"name":"f","arguments":{}}}]}]}"#;
+        let r = Request::parse(body).unwrap();
+        assert_eq!(r.stream_options, Some(StreamOptions::default()));
+        let m = &r.messages.as_ref().unwrap().items;
+        assert_eq!(m.len(), 6);
+        assert_eq!(m[0], Message::default());
+        match &m[4].content {
+            Content::Parts(p) => {
+                assert_eq!(p.len(), 3);
+                assert_eq!((p[0].kind.as_deref(), p[1].text.as_deref()), (None, Some("hi")));
+            }
+            other => panic!("{other:?}"),
+        }
+        let calls = &m[5].tool_calls;
+        assert_eq!((calls[0].id.as_deref(), calls[1].function.as_ref()), (None, Some(&FunctionCall::default())));
+        assert_eq!(calls[2].function.as_ref().unwrap().name.as_deref(), Some("f"));
     }
 
     #[test]
