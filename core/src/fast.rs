@@ -11,6 +11,31 @@ use memchr::memchr2;
 /// `Limits::max_json_depth`. Far below the default limit, far above real chunks (about 6).
 pub(crate) const MAX_SKIP_DEPTH: usize = 64;
 
+/// Offset of the first `"` or `\\` in `s`. Strings here are mostly keys and short values, where
+/// eight bytes at a time in a register beat setting up a vector search; past 64 bytes the
+/// search goes to memchr.
+#[inline]
+fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        if i == 64 {
+            return memchr2(b'"', b'\\', &s[i..]).map(|j| i + j);
+        }
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let q = w ^ (LO * u64::from(b'"'));
+        let b = w ^ (LO * u64::from(b'\\'));
+        // A zero byte in `q` or `b` is a match; the lowest flagged byte is always exact.
+        let hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|&c| c == b'"' || c == b'\\').map(|j| i + j)
+}
+
 /// What the fast path read from one chunk.
 #[derive(Debug, Default)]
 pub(crate) struct FastChunk<'a> {
@@ -42,9 +67,17 @@ pub(crate) struct FastChoice<'a> {
     pub text: Option<&'a [u8]>,
 }
 
-/// Reads `p` if it is a plain text chunk; `None` means "decode it fully".
+/// Reads `p` if it is a plain text chunk; `None` means "decode it fully". (The meter reads
+/// through a [`Template`]; this is its reference.)
+#[cfg(test)]
 pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
-    let mut s = Scanner { p, i: 0 };
+    scan_noting(p).map(|(c, _)| c)
+}
+
+/// [`scan`], plus the spans of the strings it skipped as values (not inside skipped
+/// containers), which a [`Template`] needs.
+fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
+    let mut s = Scanner { p, i: 0, skipped: Skipped::default() };
     let mut out = FastChunk::default();
     s.ws();
     s.object(|s, key| {
@@ -80,7 +113,168 @@ pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
         Some(())
     })?;
     s.ws();
-    (s.i == p.len()).then_some(out)
+    (s.i == p.len()).then_some((out, s.skipped))
+}
+
+/// Strings skipped as whole values, as spans with their quotes; at most `N` kept.
+#[derive(Default)]
+struct Skipped {
+    spans: [(u32, u32); Skipped::N],
+    len: usize,
+    overflow: bool,
+}
+
+impl Skipped {
+    const N: usize = 8;
+
+    fn note(&mut self, start: usize, end: usize) {
+        match (self.spans.get_mut(self.len), u32::try_from(start), u32::try_from(end)) {
+            (Some(slot), Ok(s), Ok(e)) => {
+                *slot = (s, e);
+                self.len += 1;
+            }
+            _ => self.overflow = true,
+        }
+    }
+}
+
+/// Where a string value of a chunk goes in its [`FastChunk`].
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Id,
+    Model,
+    Object,
+    Fingerprint,
+    Content(usize),
+    Refusal(usize),
+    Finish(usize),
+    Text(usize),
+    Skip,
+}
+
+/// The shape of the last chunk the scanner read, with its string values as holes.
+///
+/// A stream repeats one chunk shape thousands of times, and only string values change
+/// (the text, OpenAI's `obfuscation` padding). A payload that equals the template byte for
+/// byte outside the holes, with a JSON string in each hole, is read exactly as the scanner
+/// would read it: every decision the scanner makes depends on bytes outside string values,
+/// and inside one it only looks for the closing quote, which the match does with the same
+/// code. So the match skips the walk and hands back the same [`FastChunk`], at the cost of a
+/// few comparisons of unchanged bytes.
+#[derive(Debug, Default)]
+pub(crate) struct Template {
+    bytes: Vec<u8>,
+    /// Holes, ordered: spans of `bytes` with their quotes, and where each value goes.
+    holes: Vec<(usize, usize, Slot)>,
+    created: Option<i64>,
+    /// Each choice's index, in order.
+    indexes: Vec<i64>,
+}
+
+impl Template {
+    /// Most holes kept; a chunk with more string values is not templated.
+    const MAX_HOLES: usize = 24;
+
+    /// Reads `p` like [`scan`], from this template when `p` fits it, else by scanning, after
+    /// which the template describes `p`.
+    pub(crate) fn scan<'a>(&mut self, p: &'a [u8]) -> Option<FastChunk<'a>> {
+        if let Some(c) = self.fit(p) {
+            return Some(c);
+        }
+        let (c, skipped) = scan_noting(p)?;
+        self.learn(p, &c, &skipped);
+        Some(c)
+    }
+
+    fn learn(&mut self, p: &[u8], c: &FastChunk<'_>, skipped: &Skipped) {
+        self.bytes.clear();
+        self.holes.clear();
+        self.indexes.clear();
+        if skipped.overflow {
+            return;
+        }
+        let base = p.as_ptr() as usize;
+        // A value's span excludes its quotes; the hole includes them.
+        let mut hole = |v: Option<&[u8]>, slot: Slot| {
+            if let Some(v) = v {
+                let start = v.as_ptr() as usize - base;
+                self.holes.push((start - 1, start + v.len() + 1, slot));
+            }
+        };
+        hole(c.id, Slot::Id);
+        hole(c.model, Slot::Model);
+        hole(c.object, Slot::Object);
+        hole(c.system_fingerprint, Slot::Fingerprint);
+        for (k, ch) in c.choices().enumerate() {
+            hole(ch.content, Slot::Content(k));
+            hole(ch.refusal, Slot::Refusal(k));
+            hole(ch.finish_reason, Slot::Finish(k));
+            hole(ch.text, Slot::Text(k));
+            self.indexes.push(ch.index);
+        }
+        for &(s, e) in &skipped.spans[..skipped.len] {
+            self.holes.push((s as usize, e as usize, Slot::Skip));
+        }
+        if self.holes.len() > Self::MAX_HOLES {
+            self.holes.clear();
+            self.indexes.clear();
+            return;
+        }
+        self.holes.sort_unstable_by_key(|h| h.0);
+        self.created = c.created;
+        self.bytes.extend_from_slice(p);
+    }
+
+    /// `p` read through the template, or `None` when it does not fit.
+    fn fit<'a>(&self, p: &'a [u8]) -> Option<FastChunk<'a>> {
+        if self.bytes.is_empty() {
+            return None;
+        }
+        let mut out = FastChunk { created: self.created, ..FastChunk::default() };
+        let mut choices: Vec<FastChoice<'a>> = Vec::new();
+        let mut first = None;
+        for (k, &index) in self.indexes.iter().enumerate() {
+            let c = FastChoice { index, ..FastChoice::default() };
+            if k == 0 {
+                first = Some(c);
+            } else {
+                choices.push(c);
+            }
+        }
+        let (mut t, mut i) = (0, 0);
+        for &(start, end, slot) in &self.holes {
+            let fixed = &self.bytes[t..start];
+            if p.get(i..i + fixed.len())? != fixed || p.get(i + fixed.len()) != Some(&b'"') {
+                return None;
+            }
+            let mut s = Scanner { p, i: i + fixed.len(), skipped: Skipped::default() };
+            let v = Some(s.string_raw()?);
+            match slot {
+                Slot::Id => out.id = v,
+                Slot::Model => out.model = v,
+                Slot::Object => out.object = v,
+                Slot::Fingerprint => out.system_fingerprint = v,
+                Slot::Content(k) | Slot::Refusal(k) | Slot::Finish(k) | Slot::Text(k) => {
+                    let c = if k == 0 { first.as_mut()? } else { choices.get_mut(k - 1)? };
+                    match slot {
+                        Slot::Content(_) => c.content = v,
+                        Slot::Refusal(_) => c.refusal = v,
+                        Slot::Finish(_) => c.finish_reason = v,
+                        _ => c.text = v,
+                    }
+                }
+                Slot::Skip => {}
+            }
+            i = s.i;
+            t = end;
+        }
+        if p.get(i..)? != &self.bytes[t..] {
+            return None;
+        }
+        out.first = first;
+        out.more = choices;
+        Some(out)
+    }
 }
 
 /// Keys seen in one object: a repeated key declines (the full decoder rejects duplicates), so
@@ -113,6 +307,7 @@ impl Seen {
 struct Scanner<'a> {
     p: &'a [u8],
     i: usize,
+    skipped: Skipped,
 }
 
 impl<'a> Scanner<'a> {
@@ -157,7 +352,7 @@ impl<'a> Scanner<'a> {
         loop {
             // Most strings here are keys and short values: a plain loop over the first bytes
             // beats setting up a vector search; longer strings go to memchr.
-            let j = memchr2(b'"', b'\\', &self.p[self.i..])?;
+            let j = quote_or_backslash(&self.p[self.i..])?;
             self.i += j;
             if self.p[self.i] == b'\\' {
                 self.i += 2;
@@ -203,7 +398,12 @@ impl<'a> Scanner<'a> {
     /// Skips any value. Declines on structure it cannot follow.
     fn skip(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string_raw().map(drop),
+            b'"' => {
+                let start = self.i;
+                self.string_raw()?;
+                self.skipped.note(start, self.i);
+                Some(())
+            }
             b'{' | b'[' => {
                 let mut depth = 0usize;
                 loop {
@@ -350,6 +550,96 @@ pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use proptest::prelude::*;
+
+    /// One chunk from pieces a stream varies: the shape (key order, spacing, Azure or OpenAI
+    /// layout), the index, and string values with escapes, quotes and non-ASCII text.
+    fn chunk(shape: u8, index: u8, content: &str, fin: Option<&str>, pad: &str) -> Vec<u8> {
+        let content = serde_json::to_string(content).unwrap();
+        let fin = fin.map_or("null".to_owned(), |f| serde_json::to_string(f).unwrap());
+        let pad = serde_json::to_string(pad).unwrap();
+        let s = match shape % 5 {
+            0 => format!(r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":17,"model":"gpt-4o","system_fingerprint":"fp_1","choices":[{{"index":{index},"delta":{{"content":{content}}},"logprobs":null,"finish_reason":{fin}}}],"obfuscation":{pad}}}"#),
+            1 => format!(r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"delta":{{"content":{content}}},"finish_reason":{fin},"index":{index},"logprobs":null}}],"created":17,"id":"chatcmpl-1","model":"gpt-4o","object":"chat.completion.chunk","system_fingerprint":"fp_1"}}"#),
+            2 => format!(r#"{{ "id" : "x", "choices" : [ {{ "index" : {index}, "delta" : {{ "content" : {content}, "refusal" : null }} }}, {{ "index" : 1, "delta" : {{ "refusal" : {pad} }} }} ] }}"#),
+            3 => format!(r#"{{"id":"x","choices":[{{"index":{index},"text":{content},"finish_reason":{fin}}}],"model":{pad}}}"#),
+            _ => format!(r#"{{"id":"x","choices":[{{"index":{index},"delta":{{"content":{content}}}}}],"usage":null,"x":[{pad},{{"y":{content}}}]}}"#),
+        };
+        s.into_bytes()
+    }
+
+    fn text_strategy() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::sample::select(vec!["a", " ", "\"", "\\", "\n", "é", "😀", "\u{1}", "}", "],", "\"x\":1"]), 0..6)
+            .prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn the_next_chunk_of_a_stream_fits_the_template() {
+        // Shape 4 repeats the text inside a skipped container, where it is not a hole.
+        for shape in 0..4 {
+            let mut t = Template::default();
+            assert!(t.fit(&chunk(shape, 0, "Hello", None, "ab")).is_none());
+            t.scan(&chunk(shape, 0, "Hello", None, "ab")).unwrap();
+            let next = chunk(shape, 0, " wo\"rld\n", None, "abcdef");
+            let c = t.fit(&next).expect("fits");
+            assert_eq!(format!("{:?}", Some(c)), format!("{:?}", scan(&next)));
+            // Another index is another shape.
+            assert!(t.fit(&chunk(shape, 1, "x", None, "ab")).is_none());
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// Reading through the template gives what a fresh scan gives, chunk after chunk,
+        /// including on bytes that are cut, or edited outside string values.
+        #[test]
+        fn template_reads_like_a_scan(
+            steps in prop::collection::vec(
+                (0u8..5, 0u8..3, text_strategy(), prop::option::of(text_strategy()), text_strategy(), 0usize..400, any::<u8>(), 0u8..4),
+                1..24,
+            )
+        ) {
+            let mut t = Template::default();
+            for (shape, index, content, fin, pad, at, byte, edit) in steps {
+                let mut p = chunk(shape, index, &content, fin.as_deref(), &pad);
+                match edit {
+                    0 => {}
+                    1 => p.truncate(at.min(p.len())),
+                    2 => { let k = at % p.len(); p[k] = byte; }
+                    _ => { let k = at % (p.len() + 1); p.insert(k, byte); }
+                }
+                let want = format!("{:?}", scan(&p));
+                let got = format!("{:?}", t.scan(&p));
+                prop_assert_eq!(got, want, "{}", String::from_utf8_lossy(&p));
+            }
+        }
+    }
+
+    #[test]
+    fn quote_or_backslash_finds_the_first() {
+        for len in 0..150 {
+            for at in 0..=len {
+                for c in [b'"', b'\\'] {
+                    let mut v = vec![b'a'; len];
+                    v.extend_from_slice(b"xy");
+                    if at < len {
+                        v[at] = c;
+                        // A later match and high bytes must not confuse the search.
+                        if at + 1 < len {
+                            v[at + 1] = b'"';
+                        }
+                        if at > 0 {
+                            v[at - 1] = 0xE9;
+                        }
+                    }
+                    let want = v.iter().position(|&b| b == b'"' || b == b'\\');
+                    assert_eq!(quote_or_backslash(&v), want, "len {len} at {at}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn reads_plain_chunks_and_declines_the_rest() {

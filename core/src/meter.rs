@@ -539,6 +539,8 @@ struct Accum {
     max_tool_calls: usize,
     /// Deepest JSON nesting read (`Limits::json_depth`).
     max_depth: usize,
+    /// The shape of the last plain chunk, so the next one like it is read without a walk.
+    template: fast::Template,
     text_bytes: usize,
     id: Option<String>,
     model: Option<String>,
@@ -572,6 +574,7 @@ impl Accum {
             max_choices: opts.limits.max_choices,
             max_tool_calls: opts.limits.max_tool_calls,
             max_depth: opts.limits.json_depth(),
+            template: fast::Template::default(),
             text_bytes: 0,
             id: None,
             model: None,
@@ -635,7 +638,7 @@ impl Accum {
         }
         let is_error_event = f.event == b"error";
         if !is_error_event && fast_path_enabled() {
-            if let Some(c) = fast::scan(data) {
+            if let Some(c) = self.template.scan(data) {
                 if self.apply_fast(&c) {
                     return;
                 }
