@@ -43,6 +43,11 @@
 //! - **gpt-5 models with tools (chat)**: the rules above plus a constant 85, plus 6 per assistant
 //!   turn with tool calls (crewAI, fantasy; gpt-5, gpt-5-mini, gpt-5-nano; 1 to 3 tools), with a
 //!   system message and `tool_choice` absent or `auto`: 29 of 32 records exact.
+//! - **o-series models with tools (chat)**: the tools section is a message of its own,
+//!   `4 + n(section)`, even beside a system message, plus 1 (crewAI o3-mini without a system
+//!   message, fantasy o4-mini on OpenAI and Azure with one): 8 of 8 first turns exact. Turns
+//!   with tool calls cost nothing more on o3-mini but 3 (Azure) or 6 (OpenAI) more on o4-mini:
+//!   flagged.
 //! - **Responses API function tools** (flat `{"type":"function","name",...}`): the same
 //!   rendering, but kept out of the messages: the section costs `n(section) - 3` minus 1 per
 //!   function without property comments, with or without a system message (DataDog py and js,
@@ -57,10 +62,10 @@
 //!
 //! Whatever rests on an unverified rule is counted by the closest rule and flagged
 //! `prompt_estimated`: `json_schema` formats on reasoning models (no priming tag, one repository),
-//! o-series models with tools or tool messages, gpt-5 tools without a system message or with
-//! another `tool_choice`, parallel calls left unanswered or answered with non-ASCII text, content
-//! parts other than text and images, `prediction`, non-function tools, assistant refusals, a `name`
-//! on an assistant message with tool calls, function schemas with a top-level `description`, a
+//! o-series tools with tool calls in the history or another `tool_choice`, gpt-5 tools without a
+//! system message or with another `tool_choice`, parallel calls left unanswered or answered with
+//! non-ASCII text, content parts other than text and images, `prediction`, non-function tools,
+//! assistant refusals, a `name` on an assistant message with tool calls, function schemas with a top-level `description`, a
 //! top-level `title` over uncommented properties (or any on the Responses API), or arrays of
 //! objects holding arrays or type lists (`unverified_schema`), and on the Responses API:
 //! o-series tools (3 more, one repository), `tool_choice` other than `auto`, `tools: []`,
@@ -507,6 +512,27 @@ fn count_messages(
         let choice = raw_value(req.tool_choice);
         reasoning_tools_verified = matches!(choice, None) || choice == Some(Value::from("auto"));
     }
+    // o-series models on chat completions: the tools section is a message of its own costing
+    // `4 + n(section)`, even beside a system message, plus 1 (crewAI o3-mini without a system
+    // message, fantasy o4-mini on OpenAI and Azure with one: 8 records). Verified on requests
+    // without tool calls in the history: those cost nothing more on o3-mini but 3 (Azure) or 6
+    // (OpenAI) more per turn on o4-mini.
+    let o_tools = c.reasoning
+        && !c.responses
+        && tools.is_some()
+        && format.is_none()
+        && !responses_gpt5(c.model);
+    if o_tools {
+        c.total += 1;
+        let choice = raw_value(req.tool_choice);
+        let first_turn = !messages.iter().any(|m| {
+            !m.tool_calls.items.is_empty()
+                || m.function_call.is_some()
+                || matches!(m.role.as_deref(), Some("tool" | "function"))
+        });
+        reasoning_tools_verified =
+            first_turn && (matches!(choice, None) || choice == Some(Value::from("auto")));
+    }
     // A `json_schema` format tags the reply priming with its name (`n(name) + 2`), unless tools
     // are defined or the model uses the reasoning framing; every assistant text message in the
     // history carries the same tag.
@@ -526,7 +552,7 @@ fn count_messages(
         (None, Some(f)) => Some(Cow::Borrowed(f.section.as_str())),
         (None, None) => None,
     };
-    let system = hidden.as_ref().and_then(|_| {
+    let system = hidden.as_ref().filter(|_| !o_tools).and_then(|_| {
         messages
             .iter()
             .position(|m| matches!(m.role.as_deref(), Some("system" | "developer")))
@@ -534,8 +560,10 @@ fn count_messages(
     if let Some(sec) = &hidden {
         if system.is_none() {
             c.total += 4 + c.n(sec);
-            // Without a system message the gpt-5 tools constant is unmeasured.
-            reasoning_tools_verified = false;
+            if gpt5_tools {
+                // Without a system message the gpt-5 tools constant is unmeasured.
+                reasoning_tools_verified = false;
+            }
         }
     }
     if format.is_some_and(|f| !f.tagged) {
@@ -674,8 +702,8 @@ fn count_messages(
     }
 
     if tool_use && c.reasoning && !reasoning_tools_verified {
-        // o-series models (+1 to +10, not constant across repositories), gpt-5 without a
-        // system message or with another `tool_choice`, tool turns without tools: unmeasured.
+        // o-series turns with tool calls, gpt-5 without a system message, another
+        // `tool_choice`, tool turns without tools: unmeasured.
         c.estimated();
     }
 }
@@ -1675,6 +1703,36 @@ type ping = () => any;\n\n\
             render_tools(&[&f]),
             "# Tools\n\n## functions\n\nnamespace functions {\n\n// Use it.\ntype g = (_: // Input schema.\n{\n// In\n// X\nx?: {\ny?: string,\n},\n}) => any;\n\n} // namespace functions"
         );
+    }
+
+    #[test]
+    fn o_series_tools_are_a_message_of_their_own() {
+        let e = Encoding::O200kBase;
+        let f: Value = serde_json::from_str(WEATHER).unwrap();
+        let sec = render_tools(&[&f["function"]]);
+        let user = 3 + e.count("user") + e.count("Weather in Paris?");
+        // Beside a system message too: 4 + n(section), then −1 (the function has comments),
+        // +1, and the reasoning priming (2).
+        let body = format!(
+            r#"{{"messages":[{{"role":"system","content":"Be brief."}},{{"role":"user","content":"Weather in Paris?"}}],"tools":[{WEATHER}]}}"#
+        );
+        let sys = 3 + e.count("system") + e.count("Be brief.");
+        let c = chat_count(&body, "o4-mini", e);
+        assert_eq!(c.tokens as usize, 2 + sys + user + 4 + e.count(&sec) - 1 + 1);
+        assert!(c.flags.is_empty());
+        let bare = format!(
+            r#"{{"messages":[{{"role":"user","content":"Weather in Paris?"}}],"tools":[{WEATHER}]}}"#
+        );
+        let c = chat_count(&bare, "o3-mini", e);
+        assert_eq!(c.tokens as usize, 2 + user + 4 + e.count(&sec) - 1 + 1);
+        assert!(c.flags.is_empty());
+        // Turns with tool calls and other choices stay estimates.
+        let turn = format!(
+            r#"{{"messages":[{{"role":"user","content":"Weather in Paris?"}},{{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"get_weather","arguments":"{{}}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"sunny"}}],"tools":[{WEATHER}]}}"#
+        );
+        assert!(chat_count(&turn, "o4-mini", e).flags.contains(Flags::PROMPT_ESTIMATED));
+        let required = bare.replace(r#""tools""#, r#""tool_choice":"required","tools""#);
+        assert!(chat_count(&required, "o3-mini", e).flags.contains(Flags::PROMPT_ESTIMATED));
     }
 
     #[test]
