@@ -36,6 +36,25 @@ fn quote_or_backslash(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&c| c == b'"' || c == b'\\').map(|j| i + j)
 }
 
+/// Length of the longest common prefix of `a` and `b`, sixteen bytes at a time.
+#[inline]
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 16 <= n {
+        let x = u128::from_le_bytes(a[i..i + 16].try_into().unwrap_or([0; 16]));
+        let y = u128::from_le_bytes(b[i..i + 16].try_into().unwrap_or([0; 16]));
+        if x != y {
+            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+        }
+        i += 16;
+    }
+    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+}
+
+/// Most choices after the first that one chunk may carry on the fast path.
+const MAX_MORE_CHOICES: usize = 15;
+
 /// What the fast path read from one chunk.
 #[derive(Debug, Default)]
 pub(crate) struct FastChunk<'a> {
@@ -65,6 +84,26 @@ pub(crate) struct FastChoice<'a> {
     pub refusal: Option<&'a [u8]>,
     pub finish_reason: Option<&'a [u8]>,
     pub text: Option<&'a [u8]>,
+    /// Tool-call fragments of `delta.tool_calls`: the first `n_calls` (a stream sends one per
+    /// chunk; a chunk with more than fit declines).
+    pub calls: [FastCall<'a>; 2],
+    pub n_calls: usize,
+}
+
+impl<'a> FastChoice<'a> {
+    /// The tool-call fragments, in order.
+    pub fn calls(&self) -> &[FastCall<'a>] {
+        &self.calls[..self.n_calls]
+    }
+}
+
+/// One `delta.tool_calls` element that has a `function` object.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FastCall<'a> {
+    /// `index`, or the element's position when it is null or absent (the full decoder's rule).
+    pub key: i64,
+    pub name: Option<&'a [u8]>,
+    pub arguments: Option<&'a [u8]>,
 }
 
 /// Reads `p` if it is a plain text chunk; `None` means "decode it fully". (The meter reads
@@ -88,8 +127,11 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
                         let c = s.choice()?;
                         if out.first.is_none() {
                             out.first = Some(c);
-                        } else {
+                        } else if out.more.len() < MAX_MORE_CHOICES {
                             out.more.push(c);
+                        } else {
+                            // Many choices in one chunk: the full decoder's element budget rules.
+                            return None;
                         }
                         Some(())
                     })?;
@@ -149,6 +191,8 @@ enum Slot {
     Refusal(usize),
     Finish(usize),
     Text(usize),
+    CallName(usize, usize),
+    CallArgs(usize, usize),
     Skip,
 }
 
@@ -169,6 +213,8 @@ pub(crate) struct Template {
     created: Option<i64>,
     /// Each choice's index, in order.
     indexes: Vec<i64>,
+    /// Each choice's tool-call keys and how many calls it has.
+    calls: Vec<[i64; 3]>,
 }
 
 impl Template {
@@ -190,6 +236,7 @@ impl Template {
         self.bytes.clear();
         self.holes.clear();
         self.indexes.clear();
+        self.calls.clear();
         if skipped.overflow {
             return;
         }
@@ -210,7 +257,12 @@ impl Template {
             hole(ch.refusal, Slot::Refusal(k));
             hole(ch.finish_reason, Slot::Finish(k));
             hole(ch.text, Slot::Text(k));
+            for (j, call) in ch.calls().iter().enumerate() {
+                hole(call.name, Slot::CallName(k, j));
+                hole(call.arguments, Slot::CallArgs(k, j));
+            }
             self.indexes.push(ch.index);
+            self.calls.push([ch.calls[0].key, ch.calls[1].key, ch.n_calls as i64]);
         }
         for &(s, e) in &skipped.spans[..skipped.len] {
             self.holes.push((s as usize, e as usize, Slot::Skip));
@@ -218,6 +270,7 @@ impl Template {
         if self.holes.len() > Self::MAX_HOLES {
             self.holes.clear();
             self.indexes.clear();
+            self.calls.clear();
             return;
         }
         self.holes.sort_unstable_by_key(|h| h.0);
@@ -233,8 +286,10 @@ impl Template {
         let mut out = FastChunk { created: self.created, ..FastChunk::default() };
         let mut choices: Vec<FastChoice<'a>> = Vec::new();
         let mut first = None;
-        for (k, &index) in self.indexes.iter().enumerate() {
-            let c = FastChoice { index, ..FastChoice::default() };
+        for (k, (&index, &[k0, k1, n])) in self.indexes.iter().zip(&self.calls).enumerate() {
+            let mut c = FastChoice { index, n_calls: n as usize, ..FastChoice::default() };
+            c.calls[0].key = k0;
+            c.calls[1].key = k1;
             if k == 0 {
                 first = Some(c);
             } else {
@@ -242,31 +297,53 @@ impl Template {
             }
         }
         let (mut t, mut i) = (0, 0);
+        // Bytes from `i` in `p` equal to those from `t` in the template, measured lazily: holes
+        // that lie wholly in an equal run are taken as they are (a string's end depends only
+        // on its bytes), so only the values that changed are searched.
+        let mut same = 0;
         for &(start, end, slot) in &self.holes {
-            let fixed = &self.bytes[t..start];
-            if p.get(i..i + fixed.len())? != fixed || p.get(i + fixed.len()) != Some(&b'"') {
+            if same < end - t {
+                same = common_prefix(&p[i..], &self.bytes[t..]);
+            }
+            let fixed = start - t;
+            if same < fixed + 1 {
                 return None;
             }
-            let mut s = Scanner { p, i: i + fixed.len(), skipped: Skipped::default() };
-            let v = Some(s.string_raw()?);
+            let v = if same >= end - t {
+                let v = &p[i + fixed + 1..i + end - t - 1];
+                (same, i) = (same - (end - t), i + end - t);
+                v
+            } else {
+                let mut s = Scanner { p, i: i + fixed, skipped: Skipped::default() };
+                let v = s.string_raw()?;
+                (same, i) = (0, s.i);
+                v
+            };
+            t = end;
+            let v = Some(v);
             match slot {
                 Slot::Id => out.id = v,
                 Slot::Model => out.model = v,
                 Slot::Object => out.object = v,
                 Slot::Fingerprint => out.system_fingerprint = v,
-                Slot::Content(k) | Slot::Refusal(k) | Slot::Finish(k) | Slot::Text(k) => {
+                Slot::Content(k)
+                | Slot::Refusal(k)
+                | Slot::Finish(k)
+                | Slot::Text(k)
+                | Slot::CallName(k, _)
+                | Slot::CallArgs(k, _) => {
                     let c = if k == 0 { first.as_mut()? } else { choices.get_mut(k - 1)? };
                     match slot {
                         Slot::Content(_) => c.content = v,
                         Slot::Refusal(_) => c.refusal = v,
                         Slot::Finish(_) => c.finish_reason = v,
+                        Slot::CallName(_, j) => c.calls.get_mut(j)?.name = v,
+                        Slot::CallArgs(_, j) => c.calls.get_mut(j)?.arguments = v,
                         _ => c.text = v,
                     }
                 }
                 Slot::Skip => {}
             }
-            i = s.i;
-            t = end;
         }
         if p.get(i..)? != &self.bytes[t..] {
             return None;
@@ -517,12 +594,57 @@ impl<'a> Scanner<'a> {
         has_index.then_some(c)
     }
 
+    /// One `tool_calls` element at position `pos`; declines one without a `function` object
+    /// (the full decoder ignores it) and any `index` that is not a small integer or null.
+    fn tool_call(&mut self, pos: i64) -> Option<FastCall<'a>> {
+        let mut call = FastCall { key: pos, ..FastCall::default() };
+        let mut has_function = false;
+        self.object(|s, key| {
+            match key {
+                b"index" => {
+                    if let Some(k) = s.int()? {
+                        call.key = k;
+                    }
+                }
+                b"function" => {
+                    if s.null() {
+                        return None;
+                    }
+                    has_function = true;
+                    s.object(|s, key| {
+                        match key {
+                            b"name" => call.name = s.opt_string()?,
+                            b"arguments" => call.arguments = s.opt_string()?,
+                            _ => s.skip()?,
+                        }
+                        Some(())
+                    })?;
+                }
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        has_function.then_some(call)
+    }
+
     fn delta(&mut self, c: &mut FastChoice<'a>) -> Option<()> {
         self.object(|s, key| {
             match key {
                 b"content" => c.content = s.opt_string()?,
                 b"refusal" => c.refusal = s.opt_string()?,
-                b"tool_calls" | b"function_call" => {
+                b"tool_calls" => {
+                    if !s.null() {
+                        let mut pos = 0;
+                        s.array(|s| {
+                            let call = s.tool_call(pos)?;
+                            *c.calls.get_mut(c.n_calls)? = call;
+                            c.n_calls += 1;
+                            pos += 1;
+                            Some(())
+                        })?;
+                    }
+                }
+                b"function_call" => {
                     if !s.null() {
                         return None;
                     }
@@ -559,7 +681,9 @@ mod tests {
         let content = serde_json::to_string(content).unwrap();
         let fin = fin.map_or("null".to_owned(), |f| serde_json::to_string(f).unwrap());
         let pad = serde_json::to_string(pad).unwrap();
-        let s = match shape % 5 {
+        let s = match shape % 7 {
+            5 => format!(r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":{index},"delta":{{"tool_calls":[{{"index":0,"id":{pad},"type":"function","function":{{"name":"f","arguments":{content}}}}}]}},"finish_reason":{fin}}}]}}"#),
+            6 => format!(r#"{{"choices":[{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"function":{{"arguments":{content}}}}},{{"index":{index},"function":{{"name":{pad}}}}}]}}}}]}}"#),
             0 => format!(r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":17,"model":"gpt-4o","system_fingerprint":"fp_1","choices":[{{"index":{index},"delta":{{"content":{content}}},"logprobs":null,"finish_reason":{fin}}}],"obfuscation":{pad}}}"#),
             1 => format!(r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"delta":{{"content":{content}}},"finish_reason":{fin},"index":{index},"logprobs":null}}],"created":17,"id":"chatcmpl-1","model":"gpt-4o","object":"chat.completion.chunk","system_fingerprint":"fp_1"}}"#),
             2 => format!(r#"{{ "id" : "x", "choices" : [ {{ "index" : {index}, "delta" : {{ "content" : {content}, "refusal" : null }} }}, {{ "index" : 1, "delta" : {{ "refusal" : {pad} }} }} ] }}"#),
@@ -597,7 +721,7 @@ mod tests {
         #[test]
         fn template_reads_like_a_scan(
             steps in prop::collection::vec(
-                (0u8..5, 0u8..3, text_strategy(), prop::option::of(text_strategy()), text_strategy(), 0usize..400, any::<u8>(), 0u8..4),
+                (0u8..7, 0u8..3, text_strategy(), prop::option::of(text_strategy()), text_strategy(), 0usize..400, any::<u8>(), 0u8..4),
                 1..24,
             )
         ) {

@@ -847,11 +847,36 @@ impl Accum {
             && (self.model.is_some() || text(c.model))
             && (self.endpoint.is_some() || text(c.object))
             && (self.system_fingerprint.is_some() || text(c.system_fingerprint));
-        let choices_ok = c.choices().all(|ch| {
-            text(ch.finish_reason) && text(ch.text) && text(ch.content) && text(ch.refusal)
-        });
-        if !(meta_ok && choices_ok) {
+        if !meta_ok {
             return false;
+        }
+        // Each choice's strings, decoded once: checked before anything changes, then applied.
+        type Str<'c> = Option<std::borrow::Cow<'c, str>>;
+        type Decoded<'c> = ([Str<'c>; 4], [(i64, Str<'c>, Str<'c>); 2]);
+        fn decode<'c>(ch: &fast::FastChoice<'c>) -> Option<Decoded<'c>> {
+            let one = |raw: Option<&'c [u8]>| match raw {
+                None => Some(None),
+                Some(r) => fast::text(r).map(Some),
+            };
+            let mut calls = [(0, None, None), (0, None, None)];
+            for (slot, call) in calls.iter_mut().zip(ch.calls()) {
+                *slot = (call.key, one(call.name)?, one(call.arguments)?);
+            }
+            Some(([one(ch.finish_reason)?, one(ch.text)?, one(ch.content)?, one(ch.refusal)?], calls))
+        }
+        let first = match &c.first {
+            Some(ch) => match decode(ch) {
+                Some(d) => Some((ch.index, ch.n_calls, d)),
+                None => return false,
+            },
+            None => None,
+        };
+        let mut more = Vec::new();
+        for ch in &c.more {
+            match decode(ch) {
+                Some(d) => more.push((ch.index, ch.n_calls, d)),
+                None => return false,
+            }
         }
         fn dec(raw: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
             raw.and_then(fast::text)
@@ -872,10 +897,16 @@ impl Accum {
                 _ => None,
             };
         }
-        for ch in c.choices() {
-            let (fr, text, content, refusal) =
-                (dec(ch.finish_reason), dec(ch.text), dec(ch.content), dec(ch.refusal));
-            self.apply_choice(ch.index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref());
+        for (index, n_calls, ([fr, text, content, refusal], calls)) in first.into_iter().chain(more) {
+            // As in `apply`: the choice first, then its tool calls, unless the choice is past
+            // the limit.
+            let Some(i) = self.apply_choice(index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref())
+            else {
+                continue;
+            };
+            for (key, name, args) in &calls[..n_calls] {
+                self.push_call(i, *key, name.as_deref(), args.as_deref());
+            }
         }
         true
     }
