@@ -1,0 +1,183 @@
+//! Rank lookup in the build-time hash tables, and the byte-pair merge that counts the tokens of
+//! one piece.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+
+include!("hash.rs");
+
+/// Pieces longer than this merge with a heap (O(n log n)); shorter ones with tiktoken's
+/// O(n²) loop, which is faster while the piece fits in a few cache lines.
+const HEAP_FROM: usize = 128;
+
+/// Rank of a byte string that is no token.
+const NONE: u32 = u32::MAX;
+
+/// An open-addressing (linear probing) table from token bytes to rank, laid out by `build.rs`:
+/// `slots` holds `1 << bits` little-endian u32 (hash tag above [`RANK_BITS`], rank below, or
+/// [`EMPTY`]); `records` holds 12 bytes per rank (first 8 bytes of the token zero-padded, then
+/// `len | tail_offset << 8`); `tail` holds the bytes after the 8th of longer tokens.
+pub(crate) struct Table {
+    pub(crate) bits: u32,
+    pub(crate) slots: &'static [u8],
+    pub(crate) records: &'static [u8],
+    pub(crate) tail: &'static [u8],
+}
+
+/// Reusable buffers of the merge, kept across the pieces of one count.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    parts: Vec<(u32, u32)>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    pair: Vec<u32>,
+    heap: BinaryHeap<Reverse<u64>>,
+}
+
+#[inline(always)]
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    match b.get(i..i + 4) {
+        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
+        None => EMPTY,
+    }
+}
+
+impl Table {
+    /// Rank of `b`, or [`NONE`] when it is no token.
+    #[inline]
+    pub(crate) fn rank(&self, b: &[u8]) -> u32 {
+        let (mut i, tag) = slot_and_tag(hash_bytes(b), self.bits);
+        let mask = (1usize << self.bits) - 1;
+        let key = load8(b);
+        // The table is at most half full, so the probe meets an empty slot.
+        loop {
+            let s = u32_at(self.slots, i * 4);
+            if s == EMPTY {
+                return NONE;
+            }
+            if s >> RANK_BITS == tag && self.is(s & RANK_MASK, key, b) {
+                return s & RANK_MASK;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Whether token `rank` is `b` (whose first 8 bytes are `key`).
+    #[inline(always)]
+    fn is(&self, rank: u32, key: u64, b: &[u8]) -> bool {
+        let at = rank as usize * 12;
+        let Some(rec) = self.records.get(at..at + 12) else { return false };
+        let k = u64::from_le_bytes([rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]]);
+        let meta = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
+        if k != key || (meta & 0xFF) as usize != b.len() {
+            return false;
+        }
+        if b.len() <= 8 {
+            return true;
+        }
+        let off = (meta >> 8) as usize;
+        self.tail.get(off..off + b.len() - 8) == Some(&b[8..])
+    }
+
+    /// Number of tokens of one piece.
+    #[inline]
+    pub(crate) fn count_piece(&self, p: &[u8], s: &mut Scratch) -> usize {
+        if p.len() <= 1 || self.rank(p) != NONE {
+            return p.len().min(1);
+        }
+        if p.len() < HEAP_FROM {
+            self.merge_small(p, s)
+        } else {
+            self.merge_heap(p, s)
+        }
+    }
+
+    /// tiktoken's `_byte_pair_merge`: parts as (start, rank of the pair starting there); merge
+    /// the lowest-ranked pair (leftmost on ties) until no pair is a token. Returns the number
+    /// of parts left.
+    pub(crate) fn merge_small(&self, p: &[u8], s: &mut Scratch) -> usize {
+        let parts = &mut s.parts;
+        parts.clear();
+        let n = p.len();
+        for i in 0..n - 1 {
+            parts.push((i as u32, self.rank(&p[i..i + 2])));
+        }
+        parts.push(((n - 1) as u32, NONE));
+        parts.push((n as u32, NONE));
+        let rank_of = |parts: &[(u32, u32)], i: usize| -> u32 {
+            if i + 3 < parts.len() {
+                self.rank(&p[parts[i].0 as usize..parts[i + 3].0 as usize])
+            } else {
+                NONE
+            }
+        };
+        loop {
+            let mut min = (NONE, 0usize);
+            for (i, &(_, r)) in parts[..parts.len() - 1].iter().enumerate() {
+                if r < min.0 {
+                    min = (r, i);
+                }
+            }
+            if min.0 == NONE {
+                break;
+            }
+            let i = min.1;
+            if i > 0 {
+                parts[i - 1].1 = rank_of(parts, i - 1);
+            }
+            parts[i].1 = rank_of(parts, i);
+            parts.remove(i + 1);
+        }
+        parts.len() - 1
+    }
+
+    /// The same merge with a heap of (rank, start) pairs and a linked list of parts: the heap
+    /// pops the lowest rank, leftmost start first, exactly tiktoken's choice; entries made
+    /// stale by earlier merges are recognised because the pair at their start no longer has
+    /// their rank (a rank determines the pair's bytes, hence its extent).
+    pub(crate) fn merge_heap(&self, p: &[u8], s: &mut Scratch) -> usize {
+        let n = p.len();
+        let (next, prev, pair, heap) = (&mut s.next, &mut s.prev, &mut s.pair, &mut s.heap);
+        next.clear();
+        prev.clear();
+        pair.clear();
+        heap.clear();
+        next.extend((1..=n).map(|i| i as u32));
+        prev.extend((0..n).map(|i| (i as u32).wrapping_sub(1)));
+        for i in 0..n {
+            let r = if i + 1 < n { self.rank(&p[i..i + 2]) } else { NONE };
+            pair.push(r);
+            if r != NONE {
+                heap.push(Reverse(((r as u64) << 32) | i as u64));
+            }
+        }
+        let mut parts = n;
+        while let Some(Reverse(key)) = heap.pop() {
+            let (r, i) = ((key >> 32) as u32, (key & 0xFFFF_FFFF) as usize);
+            if pair[i] != r {
+                continue;
+            }
+            // Merge part `i` with its successor `j`; the merged part ends where `j` ended.
+            let j = next[i] as usize;
+            let k = next[j] as usize;
+            next[i] = k as u32;
+            if k < n {
+                prev[k] = i as u32;
+            }
+            pair[j] = NONE;
+            parts -= 1;
+            pair[i] = if k < n { self.rank(&p[i..next[k] as usize]) } else { NONE };
+            if pair[i] != NONE {
+                heap.push(Reverse(((pair[i] as u64) << 32) | i as u64));
+            }
+            if i > 0 {
+                let h = prev[i] as usize;
+                pair[h] = self.rank(&p[h..k]);
+                if pair[h] != NONE {
+                    heap.push(Reverse(((pair[h] as u64) << 32) | h as u64));
+                }
+            }
+        }
+        parts
+    }
+}
