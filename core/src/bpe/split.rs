@@ -92,8 +92,8 @@ fn contraction_len(r: &[u8]) -> Option<usize> {
     let x = *r.first()?;
     match x | 0x20 {
         b's' | b't' | b'm' | b'd' => Some(1),
-        b'r' | b'v' if r.get(1).map_or(false, |&y| y | 0x20 == b'e') => Some(2),
-        b'l' if r.get(1).map_or(false, |&y| y | 0x20 == b'l') => Some(2),
+        b'r' | b'v' if r.get(1).is_some_and(|&y| y | 0x20 == b'e') => Some(2),
+        b'l' if r.get(1).is_some_and(|&y| y | 0x20 == b'l') => Some(2),
         _ if x == 0xC5 && r.get(1) == Some(&0xBF) => Some(2),
         _ => None,
     }

@@ -147,3 +147,24 @@ fn tables_hold_every_token_of_the_reference() {
         assert_eq!(table.rank(b"this is surely no token at all"), u32::MAX);
     }
 }
+
+mod generated {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// Strings dense in the characters where the patterns' alternatives meet.
+        #[test]
+        fn pieces_equal_the_reference_on_dense_mixes(
+            s in "[ \t\r\n\u{a0}\u{3000}'sStTdDmMlLrReEvV\u{17f}aZxǅª\u{2b0}\u{301}\u{64b}05١Ⅻ!_/.東😀بש]{0,40}"
+        ) {
+            super::assert_same_pieces(&s);
+        }
+
+        #[test]
+        fn pieces_equal_the_reference_on_arbitrary_strings(s in "\\PC{0,48}") {
+            super::assert_same_pieces(&s);
+        }
+    }
+}
