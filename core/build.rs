@@ -2,7 +2,7 @@
 //! until it counts, and then only the page faults of the entries it touches:
 //!
 //! * per encoding (o200k_base, cl100k_base): an open-addressing hash table from token bytes to
-//!   rank, laid out as flat little-endian arrays (`include_bytes!`-ed by `src/bpe/table.rs`);
+//!   rank, laid out as flat little-endian arrays (`include_bytes!`-ed by `src/bpe/mod.rs`);
 //! * the Unicode classes the pre-tokenizer patterns use (`\p{L}`, `\p{Lu}`, ..., `\s`), as a
 //!   two-stage lookup table.
 //!
@@ -46,25 +46,26 @@ fn tokens(bpe: &tiktoken_rs::CoreBPE) -> Vec<Vec<u8>> {
 fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String) {
     let toks = tokens(bpe);
     let n = toks.len();
-    assert!(n > 50_000 && n < (RANK_MASK as usize), "{name}: {n} tokens");
+    assert!(n > 50_000 && n < RANK_MASK as usize, "{name}: {n} tokens");
     // Load factor at most 1/2: probes that miss (most BPE pair probes) stay short.
     let mut bits = 1;
     while (1usize << bits) < 2 * n {
         bits += 1;
     }
-    let mut slots = vec![EMPTY; 1 << bits];
+    let mut slots = vec![0u8; SLOT << bits];
+    for s in slots.chunks_mut(SLOT) {
+        s[8..12].copy_from_slice(&EMPTY.to_le_bytes());
+    }
     let mask = (1usize << bits) - 1;
-    let mut records = Vec::with_capacity(n * 12);
     let mut tail = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (rank, t) in toks.iter().enumerate() {
         assert!(!t.is_empty() && t.len() <= 255, "{name}: token {rank} has {} bytes", t.len());
         assert!(seen.insert(t.clone()), "{name}: duplicate token {rank}");
-        let (mut i, tag) = slot_and_tag(hash_bytes(t), bits);
-        while slots[i] != EMPTY {
+        let mut i = slot_of(hash_bytes(t), bits);
+        while slots[i * SLOT + 8..i * SLOT + 12] != EMPTY.to_le_bytes() {
             i = (i + 1) & mask;
         }
-        slots[i] = (tag << RANK_BITS) | rank as u32;
         let off = if t.len() > 8 {
             let o = tail.len();
             tail.extend_from_slice(&t[8..]);
@@ -72,22 +73,21 @@ fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String
         } else {
             0
         };
-        assert!(off < (1 << 24));
-        records.extend_from_slice(&load8(t).to_le_bytes());
-        records.extend_from_slice(&((t.len() as u32) | ((off as u32) << 8)).to_le_bytes());
+        let s = &mut slots[i * SLOT..(i + 1) * SLOT];
+        s[..8].copy_from_slice(&load8(t).to_le_bytes());
+        s[8..12].copy_from_slice(&(rank as u32 | (t.len() as u32) << 24).to_le_bytes());
+        s[12..16].copy_from_slice(&(off as u32).to_le_bytes());
     }
     // Counting starts from single bytes: every byte must be a token.
     for b in 0..=255u8 {
         assert!(seen.contains(&vec![b]), "{name}: byte {b} is not a token");
     }
-    let slot_bytes: Vec<u8> = slots.iter().flat_map(|s| s.to_le_bytes()).collect();
-    std::fs::write(out.join(format!("{name}_slots.bin")), slot_bytes).expect("write slots");
-    std::fs::write(out.join(format!("{name}_records.bin")), records).expect("write records");
+    std::fs::write(out.join(format!("{name}_slots.bin")), slots).expect("write slots");
     std::fs::write(out.join(format!("{name}_tail.bin")), tail).expect("write tail");
     let up = name.to_uppercase();
     let _ = writeln!(consts, "/// Tokens in {name} (ordinary ranks 0..N).");
     let _ = writeln!(consts, "#[allow(dead_code)]\npub(crate) const {up}_TOKENS: usize = {n};");
-    let _ = writeln!(consts, "pub(crate) static {up}: Table = Table {{ bits: {bits}, slots: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_slots.bin\")), records: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_records.bin\")), tail: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_tail.bin\")) }};");
+    let _ = writeln!(consts, "pub(crate) static {up}: Table = Table {{ bits: {bits}, slots: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_slots.bin\")), tail: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_tail.bin\")) }};");
 }
 
 /// Class bits, as `src/bpe/unicode.rs` reads them.

@@ -5,13 +5,22 @@
 const K1: u64 = 0x9E37_79B9_7F4A_7C15;
 const K2: u64 = 0xBF58_476D_1CE4_E5B9;
 
-/// The first (at most) 8 bytes of `b`, zero-padded, little-endian.
+/// The first (at most) 8 bytes of `b`, zero-padded, little-endian. Overlapping loads instead
+/// of a variable-length copy (which compiles to a `memcpy` call).
 #[inline(always)]
 fn load8(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    let n = if b.len() < 8 { b.len() } else { 8 };
-    a[..n].copy_from_slice(&b[..n]);
-    u64::from_le_bytes(a)
+    let n = b.len();
+    if n >= 8 {
+        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+    } else if n >= 4 {
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+        let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]) as u64;
+        lo | (hi << ((n - 4) * 8))
+    } else if n > 0 {
+        (b[0] as u64) | ((b[n / 2] as u64) << (8 * (n / 2))) | ((b[n - 1] as u64) << (8 * (n - 1)))
+    } else {
+        0
+    }
 }
 
 /// Hash of a byte string. Short tokens (the vast majority) cost two multiplies; the length is
@@ -29,17 +38,17 @@ fn hash_bytes(b: &[u8]) -> u64 {
     h.wrapping_mul(K2)
 }
 
-/// Bits of a slot holding the rank; the rest hold a tag of the hash so that most probes that
-/// miss never touch the token record.
-const RANK_BITS: u32 = 18;
-const RANK_MASK: u32 = (1 << RANK_BITS) - 1;
-/// An empty slot (its rank field exceeds every rank).
+/// A slot is 16 bytes: the token's first 8 bytes (zero-padded), then `rank | len << 24`, then
+/// the offset of its bytes after the 8th in the tail array. Keeping the key in the slot makes a
+/// probe one cache miss; an empty slot has `u32::MAX` as its rank word.
+const SLOT: usize = 16;
+/// An empty slot's rank word (its rank field exceeds every rank).
 const EMPTY: u32 = u32::MAX;
+/// Bits of the rank word holding the rank.
+const RANK_MASK: u32 = (1 << 24) - 1;
 
-/// Slot index and tag of hash `h` in a table of `1 << bits` slots.
+/// Slot index of hash `h` in a table of `1 << bits` slots.
 #[inline(always)]
-fn slot_and_tag(h: u64, bits: u32) -> (usize, u32) {
-    let idx = (h >> (64 - bits)) as usize;
-    let tag = ((h >> (64 - bits - (32 - RANK_BITS))) as u32) & (u32::MAX >> RANK_BITS);
-    (idx, tag)
+fn slot_of(h: u64, bits: u32) -> usize {
+    (h >> (64 - bits)) as usize
 }

@@ -14,15 +14,16 @@ const HEAP_FROM: usize = 128;
 const NONE: u32 = u32::MAX;
 
 /// An open-addressing (linear probing) table from token bytes to rank, laid out by `build.rs`:
-/// `slots` holds `1 << bits` little-endian u32 (hash tag above [`RANK_BITS`], rank below, or
-/// [`EMPTY`]); `records` holds 12 bytes per rank (first 8 bytes of the token zero-padded, then
-/// `len | tail_offset << 8`); `tail` holds the bytes after the 8th of longer tokens.
+/// `slots` holds `1 << bits` slots of [`SLOT`] bytes (see `hash.rs`); `tail` holds the bytes
+/// after the 8th of longer tokens.
 pub(crate) struct Table {
     pub(crate) bits: u32,
     pub(crate) slots: &'static [u8],
-    pub(crate) records: &'static [u8],
     pub(crate) tail: &'static [u8],
 }
+
+/// No token is longer (checked by `build.rs`).
+const MAX_TOKEN_LEN: usize = 255;
 
 /// Reusable buffers of the merge, kept across the pieces of one count.
 #[derive(Default)]
@@ -34,55 +35,38 @@ pub(crate) struct Scratch {
     heap: BinaryHeap<Reverse<u64>>,
 }
 
-#[inline(always)]
-fn u32_at(b: &[u8], i: usize) -> u32 {
-    match b.get(i..i + 4) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => EMPTY,
-    }
-}
-
 impl Table {
     /// Rank of `b`, or [`NONE`] when it is no token.
     #[inline]
     pub(crate) fn rank(&self, b: &[u8]) -> u32 {
-        let (mut i, tag) = slot_and_tag(hash_bytes(b), self.bits);
+        let mut i = slot_of(hash_bytes(b), self.bits);
         let mask = (1usize << self.bits) - 1;
         let key = load8(b);
         // The table is at most half full, so the probe meets an empty slot.
         loop {
-            let s = u32_at(self.slots, i * 4);
-            if s == EMPTY {
+            let Some(s) = self.slots.get(i * SLOT..i * SLOT + SLOT) else { return NONE };
+            let word = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
+            if word == EMPTY {
                 return NONE;
             }
-            if s >> RANK_BITS == tag && self.is(s & RANK_MASK, key, b) {
-                return s & RANK_MASK;
+            let k = u64::from_le_bytes([s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]]);
+            if k == key && (word >> 24) as usize == b.len() {
+                if b.len() <= 8 {
+                    return word & RANK_MASK;
+                }
+                let off = u32::from_le_bytes([s[12], s[13], s[14], s[15]]) as usize;
+                if self.tail.get(off..off + b.len() - 8) == Some(&b[8..]) {
+                    return word & RANK_MASK;
+                }
             }
             i = (i + 1) & mask;
         }
     }
 
-    /// Whether token `rank` is `b` (whose first 8 bytes are `key`).
-    #[inline(always)]
-    fn is(&self, rank: u32, key: u64, b: &[u8]) -> bool {
-        let at = rank as usize * 12;
-        let Some(rec) = self.records.get(at..at + 12) else { return false };
-        let k = u64::from_le_bytes([rec[0], rec[1], rec[2], rec[3], rec[4], rec[5], rec[6], rec[7]]);
-        let meta = u32::from_le_bytes([rec[8], rec[9], rec[10], rec[11]]);
-        if k != key || (meta & 0xFF) as usize != b.len() {
-            return false;
-        }
-        if b.len() <= 8 {
-            return true;
-        }
-        let off = (meta >> 8) as usize;
-        self.tail.get(off..off + b.len() - 8) == Some(&b[8..])
-    }
-
     /// Number of tokens of one piece.
     #[inline]
     pub(crate) fn count_piece(&self, p: &[u8], s: &mut Scratch) -> usize {
-        if p.len() <= 1 || self.rank(p) != NONE {
+        if p.len() <= 1 || (p.len() <= MAX_TOKEN_LEN && self.rank(p) != NONE) {
             return p.len().min(1);
         }
         if p.len() < HEAP_FROM {
