@@ -129,6 +129,8 @@ fn unicode(out: &Path, consts: &mut String) {
     let stage2: Vec<u8> = blocks.concat();
     std::fs::write(out.join("unicode_stage1.bin"), stage1).expect("write stage1");
     std::fs::write(out.join("unicode_stage2.bin"), stage2).expect("write stage2");
+    let _ = writeln!(consts, "/// Class bits of ASCII (a fixed-size array: no bounds check on the hot path).");
+    let _ = writeln!(consts, "pub(crate) static ASCII: [u8; 128] = {:?};", &cls[..128]);
     let _ = writeln!(consts, "/// Block of each 256 code points (u16 little-endian).");
     let _ = writeln!(consts, "pub(crate) static STAGE1: &[u8; 8704] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/unicode_stage1.bin\"));");
     let _ = writeln!(consts, "/// Class bits of each code point, by block.");

@@ -94,18 +94,11 @@ impl Encoding {
             // o200k_harmony differs from o200k_base only in its special tokens.
             Encoding::O200kBase | Encoding::O200kHarmony => crate::bpe::count(crate::bpe::Pattern::O200k, text),
             Encoding::Cl100kBase => crate::bpe::count(crate::bpe::Pattern::Cl100k, text),
-            _ => self.bpe().count_ordinary(text),
-        }
-    }
-
-    fn bpe(self) -> &'static tiktoken_rs::CoreBPE {
-        match self {
-            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Encoding::O200kHarmony => tiktoken_rs::o200k_harmony_singleton(),
-            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-            Encoding::P50kBase => tiktoken_rs::p50k_base_singleton(),
-            Encoding::P50kEdit => tiktoken_rs::p50k_edit_singleton(),
-            Encoding::R50kBase => tiktoken_rs::r50k_base_singleton(),
+            // Only these reach tiktoken-rs, so its o200k and cl100k vocabularies (5 MB of
+            // base64) are not linked in.
+            Encoding::P50kBase => tiktoken_rs::p50k_base_singleton().count_ordinary(text),
+            Encoding::P50kEdit => tiktoken_rs::p50k_edit_singleton().count_ordinary(text),
+            Encoding::R50kBase => tiktoken_rs::r50k_base_singleton().count_ordinary(text),
         }
     }
 }

@@ -29,10 +29,10 @@ const MAX_TOKEN_LEN: usize = 255;
 #[derive(Default)]
 pub(crate) struct Scratch {
     parts: Vec<(u32, u32)>,
-    next: Vec<u32>,
-    prev: Vec<u32>,
+    next: Vec<usize>,
+    prev: Vec<usize>,
     pair: Vec<u32>,
-    heap: BinaryHeap<Reverse<u64>>,
+    heap: BinaryHeap<Reverse<(u32, usize)>>,
 }
 
 impl Table {
@@ -126,39 +126,39 @@ impl Table {
         prev.clear();
         pair.clear();
         heap.clear();
-        next.extend((1..=n).map(|i| i as u32));
-        prev.extend((0..n).map(|i| (i as u32).wrapping_sub(1)));
+        // Positions stay `usize`: a piece may be longer than 4 GiB.
+        next.extend(1..=n);
+        prev.extend((0..n).map(|i| i.wrapping_sub(1)));
         for i in 0..n {
             let r = if i + 1 < n { self.rank(&p[i..i + 2]) } else { NONE };
             pair.push(r);
             if r != NONE {
-                heap.push(Reverse(((r as u64) << 32) | i as u64));
+                heap.push(Reverse((r, i)));
             }
         }
         let mut parts = n;
-        while let Some(Reverse(key)) = heap.pop() {
-            let (r, i) = ((key >> 32) as u32, (key & 0xFFFF_FFFF) as usize);
+        while let Some(Reverse((r, i))) = heap.pop() {
             if pair[i] != r {
                 continue;
             }
             // Merge part `i` with its successor `j`; the merged part ends where `j` ended.
-            let j = next[i] as usize;
-            let k = next[j] as usize;
-            next[i] = k as u32;
+            let j = next[i];
+            let k = next[j];
+            next[i] = k;
             if k < n {
-                prev[k] = i as u32;
+                prev[k] = i;
             }
             pair[j] = NONE;
             parts -= 1;
-            pair[i] = if k < n { self.rank(&p[i..next[k] as usize]) } else { NONE };
+            pair[i] = if k < n { self.rank(&p[i..next[k]]) } else { NONE };
             if pair[i] != NONE {
-                heap.push(Reverse(((pair[i] as u64) << 32) | i as u64));
+                heap.push(Reverse((pair[i], i)));
             }
             if i > 0 {
-                let h = prev[i] as usize;
+                let h = prev[i];
                 pair[h] = self.rank(&p[h..k]);
                 if pair[h] != NONE {
-                    heap.push(Reverse(((pair[h] as u64) << 32) | h as u64));
+                    heap.push(Reverse((pair[h], h)));
                 }
             }
         }

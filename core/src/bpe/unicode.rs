@@ -1,7 +1,7 @@
 //! Character classes of the pre-tokenizer patterns, from tables generated at build time out of
 //! the reference regex engine's own Unicode data (see `build.rs`).
 
-use super::tables::{STAGE1, STAGE2};
+use super::tables::{ASCII, STAGE1, STAGE2};
 
 /// `\p{L}`.
 pub(crate) const L: u8 = 1;
@@ -31,8 +31,7 @@ pub(crate) fn class(cp: u32) -> u8 {
 pub(crate) fn at(b: &[u8], i: usize) -> (u8, usize) {
     let x = b[i];
     if x < 0x80 {
-        // Block 0 holds ASCII (the first block is always id 0).
-        (STAGE2[x as usize], 1)
+        (ASCII[(x & 0x7F) as usize], 1)
     } else {
         let (cp, len) = decode(b, i);
         (class(cp), len)
