@@ -78,6 +78,15 @@ fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String
         s[8..12].copy_from_slice(&(rank as u32 | (t.len() as u32) << 24).to_le_bytes());
         s[12..16].copy_from_slice(&(off as u32).to_le_bytes());
     }
+    // Two-byte strings (every merge's first probes) get a direct table: 256 KiB, cache-resident.
+    let mut pairs = vec![EMPTY; 1 << 16];
+    for (rank, t) in toks.iter().enumerate() {
+        if t.len() == 2 {
+            pairs[usize::from(t[0]) | usize::from(t[1]) << 8] = rank as u32;
+        }
+    }
+    let pair_bytes: Vec<u8> = pairs.iter().flat_map(|r| r.to_le_bytes()).collect();
+    std::fs::write(out.join(format!("{name}_pairs.bin")), pair_bytes).expect("write pairs");
     // Counting starts from single bytes: every byte must be a token.
     for b in 0..=255u8 {
         assert!(seen.contains(&vec![b]), "{name}: byte {b} is not a token");
@@ -87,7 +96,7 @@ fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String
     let up = name.to_uppercase();
     let _ = writeln!(consts, "/// Tokens in {name} (ordinary ranks 0..N).");
     let _ = writeln!(consts, "#[allow(dead_code)]\npub(crate) const {up}_TOKENS: usize = {n};");
-    let _ = writeln!(consts, "pub(crate) static {up}: Table = Table {{ bits: {bits}, slots: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_slots.bin\")), tail: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_tail.bin\")) }};");
+    let _ = writeln!(consts, "pub(crate) static {up}: Table = Table {{ bits: {bits}, slots: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_slots.bin\")), tail: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_tail.bin\")), pairs: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_pairs.bin\")) }};");
 }
 
 /// Class bits, as `src/bpe/unicode.rs` reads them.

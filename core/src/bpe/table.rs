@@ -15,11 +15,14 @@ const NONE: u32 = u32::MAX;
 
 /// An open-addressing (linear probing) table from token bytes to rank, laid out by `build.rs`:
 /// `slots` holds `1 << bits` slots of [`SLOT`] bytes (see `hash.rs`); `tail` holds the bytes
-/// after the 8th of longer tokens.
+/// after the 8th of longer tokens; `pairs` holds the rank (or [`EMPTY`]) of every two-byte
+/// string, `b[0] | b[1] << 8`, as little-endian u32: merges start by probing every adjacent
+/// byte pair, and this table stays in cache where the hash table cannot.
 pub(crate) struct Table {
     pub(crate) bits: u32,
     pub(crate) slots: &'static [u8],
     pub(crate) tail: &'static [u8],
+    pub(crate) pairs: &'static [u8; 1 << 18],
 }
 
 /// No token is longer (checked by `build.rs`).
@@ -39,6 +42,11 @@ impl Table {
     /// Rank of `b`, or [`NONE`] when it is no token.
     #[inline]
     pub(crate) fn rank(&self, b: &[u8]) -> u32 {
+        if b.len() == 2 {
+            let i = (usize::from(b[0]) | usize::from(b[1]) << 8) * 4;
+            let r = &self.pairs[i..i + 4];
+            return u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+        }
         let mut i = slot_of(hash_bytes(b), self.bits);
         let mask = (1usize << self.bits) - 1;
         let key = load8(b);

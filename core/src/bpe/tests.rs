@@ -168,3 +168,4 @@ mod generated {
         }
     }
 }
+
