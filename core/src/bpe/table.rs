@@ -6,8 +6,9 @@ use std::cmp::Reverse;
 
 include!("hash.rs");
 
-/// Pieces longer than this merge with a heap (O(n log n)); shorter ones with tiktoken's
-/// O(n²) loop, which is faster while the piece fits in a few cache lines.
+/// Pieces this long or longer merge with a heap (O(n log n)); shorter ones with tiktoken's
+/// O(n²) loop, whose rescans cost less than heap upkeep while a piece is short. Real text
+/// almost never reaches it (9 of 3.9 million corpus pieces); it bounds the pathological cases.
 const HEAP_FROM: usize = 128;
 
 /// Rank of a byte string that is no token.
@@ -86,11 +87,14 @@ impl Table {
 
     /// tiktoken's `_byte_pair_merge`: parts as (start, rank of the pair starting there); merge
     /// the lowest-ranked pair (leftmost on ties) until no pair is a token. Returns the number
-    /// of parts left.
+    /// of parts left. Meant for short pieces (positions are u32).
     pub(crate) fn merge_small(&self, p: &[u8], s: &mut Scratch) -> usize {
         let parts = &mut s.parts;
         parts.clear();
         let n = p.len();
+        if n < 2 {
+            return n;
+        }
         for i in 0..n - 1 {
             parts.push((i as u32, self.rank(&p[i..i + 2])));
         }
@@ -137,13 +141,17 @@ impl Table {
         // Positions stay `usize`: a piece may be longer than 4 GiB.
         next.extend(1..=n);
         prev.extend((0..n).map(|i| i.wrapping_sub(1)));
+        // The initial pairs are heapified in one O(n) pass rather than pushed one by one.
+        let mut initial = std::mem::take(heap).into_vec();
+        initial.clear();
         for i in 0..n {
             let r = if i + 1 < n { self.rank(&p[i..i + 2]) } else { NONE };
             pair.push(r);
             if r != NONE {
-                heap.push(Reverse((r, i)));
+                initial.push(Reverse((r, i)));
             }
         }
+        *heap = BinaryHeap::from(initial);
         let mut parts = n;
         while let Some(Reverse((r, i))) = heap.pop() {
             if pair[i] != r {
