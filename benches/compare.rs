@@ -1,7 +1,8 @@
 //! Side-by-side comparison, one run, medians: usagetap against the Rust pipeline a team would
 //! assemble from crates (serde_json per SSE line into a struct + tiktoken-rs on the joined text),
 //! on real recorded streams and long synthetic OpenAI / Azure streams; plus the cost of counting
-//! the text alone, and cold start per encoding in a fresh process.
+//! the text alone, token counting alone against tiktoken-rs per encoding (corpus mixed text and
+//! English prose), the pathological inputs, and cold start per encoding in a fresh process.
 //!
 //! Run: `cargo bench -p usagetap-benches --bench compare`
 
@@ -11,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use usagetap::{Encoding, Meter, MeterOptions};
-use usagetap_benches::{corpus_chat_streams, synthetic_azure, synthetic_openai, without_usage};
+use usagetap_benches::{
+    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai, without_usage,
+};
 
 #[derive(Deserialize)]
 struct Chunk {
@@ -90,11 +93,22 @@ fn joined_text(body: &str) -> String {
     text
 }
 
-fn cold(enc: &str) -> f64 {
+fn reference(enc: Encoding) -> &'static tiktoken_rs::CoreBPE {
+    match enc {
+        Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
+        Encoding::O200kHarmony => tiktoken_rs::o200k_harmony_singleton(),
+        Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
+        Encoding::P50kBase => tiktoken_rs::p50k_base_singleton(),
+        Encoding::P50kEdit => tiktoken_rs::p50k_edit_singleton(),
+        Encoding::R50kBase => tiktoken_rs::r50k_base_singleton(),
+    }
+}
+
+fn cold(flag: &str, enc: &str) -> f64 {
     let exe = std::env::current_exe().expect("exe");
     let mut v: Vec<f64> = (0..7)
         .map(|_| {
-            let out = Command::new(&exe).args(["--cold", enc]).output().expect("child");
+            let out = Command::new(&exe).args([flag, enc]).output().expect("child");
             String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(f64::NAN)
         })
         .collect();
@@ -110,6 +124,23 @@ fn main() {
         let t = Instant::now();
         black_box(enc.count(black_box("Hello, world! This is the first count.")));
         println!("{}", t.elapsed().as_secs_f64() * 1e3);
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--cold-reference") {
+        let enc = Encoding::from_name(&args[i + 1]).expect("encoding");
+        let t = Instant::now();
+        black_box(reference(enc).count_ordinary(black_box("Hello, world! This is the first count.")));
+        println!("{}", t.elapsed().as_secs_f64() * 1e3);
+        return;
+    }
+    // `--prof ENCODING mixed|prose`: count in a loop for 8 s, for a profiler.
+    if let Some(i) = args.iter().position(|a| a == "--prof") {
+        let enc = Encoding::from_name(&args[i + 1]).expect("encoding");
+        let text = if args.get(i + 2).is_some_and(|a| a == "prose") { corpus_prose() } else { corpus_mixed_text() };
+        let t = Instant::now();
+        let mut n = 0;
+        while t.elapsed().as_secs() < 8 { black_box(enc.count(black_box(&text))); n += 1; }
+        println!("{} MB/s", (n * text.len()) as f64 / 1e6 / t.elapsed().as_secs_f64());
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -150,8 +181,36 @@ fn main() {
         );
     }
     println!();
+    println!("token counting only, tiktoken-rs count_ordinary vs Encoding::count (equal counts checked):");
+    println!("{:<14} {:<20} {:>7} {:>16} {:>14} {:>7}", "encoding", "text", "MB", "tiktoken-rs MB/s", "usagetap MB/s", "ratio");
+    let mixed = corpus_mixed_text();
+    let prose = corpus_prose();
+    let texts = [("corpus mixed text", &mixed), ("corpus English prose", &prose)];
+    for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+        let bpe = reference(enc);
+        for (name, text) in texts {
+            let mb = text.len() as f64 / 1e6;
+            let ours = enc.count(text);
+            let theirs = bpe.count_ordinary(text);
+            assert_eq!(ours, theirs, "{enc} {name}");
+            let t_ref = median(|| { black_box(bpe.count_ordinary(black_box(text))); }, budget);
+            let t_tap = median(|| { black_box(enc.count(black_box(text))); }, budget);
+            println!("{:<14} {name:<20} {mb:>7.2} {:>16.1} {:>14.1} {:>6.1}x", enc.name(), mb / t_ref, mb / t_tap, t_ref / t_tap);
+        }
+    }
+    println!();
+    println!("pathological inputs, usagetap (median):");
+    for (unit, n) in [("a", 1_000_000), ("_", 50_000), (" ", 1_000_000)] {
+        let text = unit.repeat(n);
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            let t = median(|| { black_box(enc.count(black_box(&text))); }, Duration::from_millis(500));
+            println!("  {:<12} {unit:?} x {n:<9} {:>8.1} ms", enc.name(), t * 1e3);
+        }
+    }
+    println!();
     println!("cold start (fresh process, build tables + first count), median of 7:");
+    println!("  {:<12} {:>12} {:>12}", "", "tiktoken-rs", "usagetap");
     for enc in ["o200k_base", "cl100k_base"] {
-        println!("  {enc:<12} {:>8.1} ms", cold(enc));
+        println!("  {enc:<12} {:>9.1} ms {:>9.2} ms", cold("--cold-reference", enc), cold("--cold", enc));
     }
 }

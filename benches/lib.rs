@@ -83,3 +83,54 @@ pub fn synthetic_azure(chunks: usize, usage: bool) -> String {
     s.push_str("data: [DONE]\r\n\r\n");
     s
 }
+
+fn string_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| string_leaves(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| string_leaves(x, out)),
+        _ => {}
+    }
+}
+
+/// Every string of the corpus that a gateway would count: the string values of each request,
+/// and of each JSON response or SSE event. Prompts, completions, code, tool schemas, several
+/// languages: the "mixed text" of the token-counting benches.
+pub fn corpus_strings() -> Vec<String> {
+    let text = std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
+    let mut out = Vec::new();
+    for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+        string_leaves(&v["request"], &mut out);
+        let body = v["response_body"].as_str().unwrap_or_default();
+        if let Ok(j) = serde_json::from_str::<serde_json::Value>(body) {
+            string_leaves(&j, &mut out);
+        } else {
+            for d in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                if let Ok(j) = serde_json::from_str::<serde_json::Value>(d) {
+                    string_leaves(&j, &mut out);
+                }
+            }
+        }
+    }
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// The corpus strings joined by newlines (mixed text).
+pub fn corpus_mixed_text() -> String {
+    corpus_strings().join("\n")
+}
+
+/// English prose from the corpus: strings of at least 200 bytes that are nearly all ASCII
+/// letters, spaces and sentence punctuation (no markup, code or JSON), joined by blank lines.
+pub fn corpus_prose() -> String {
+    let prose = |s: &String| {
+        s.len() >= 200
+            && s.bytes().filter(|b| b.is_ascii_alphabetic() || b" .,;:'\"?!-()\n".contains(b)).count() * 100 >= s.len() * 97
+            && s.bytes().filter(|&b| b == b' ').count() * 10 >= s.len()
+    };
+    let mut v: Vec<String> = corpus_strings().into_iter().filter(prose).collect();
+    v.sort();
+    v.dedup();
+    v.join("\n\n")
+}

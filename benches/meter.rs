@@ -6,7 +6,9 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use usagetap::sse::Framer;
 use usagetap::{Encoding, Meter, MeterOptions};
-use usagetap_benches::{corpus_chat_streams, synthetic_azure, synthetic_openai, without_usage};
+use usagetap_benches::{
+    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai, without_usage,
+};
 
 fn meter_once(req: &[u8], body: &[u8], piece: usize) -> u64 {
     let mut m = Meter::new(MeterOptions::default());
@@ -82,6 +84,24 @@ fn bench_count(c: &mut Criterion) {
         });
     }
     g.finish();
+    // The engine against the reference, on the corpus's mixed text and English prose.
+    let texts = [("mixed", corpus_mixed_text()), ("prose", corpus_prose())];
+    for (enc, bpe) in [
+        (Encoding::O200kBase, tiktoken_rs::o200k_base_singleton()),
+        (Encoding::Cl100kBase, tiktoken_rs::cl100k_base_singleton()),
+    ] {
+        let mut g = c.benchmark_group(format!("count_{}", enc.name()));
+        for (name, text) in &texts {
+            g.throughput(Throughput::Bytes(text.len() as u64));
+            g.bench_with_input(BenchmarkId::new("tiktoken-rs", name), text, |b, t| {
+                b.iter(|| bpe.count_ordinary(black_box(t)))
+            });
+            g.bench_with_input(BenchmarkId::new("usagetap", name), text, |b, t| {
+                b.iter(|| enc.count(black_box(t)))
+            });
+        }
+        g.finish();
+    }
 }
 
 criterion_group! {

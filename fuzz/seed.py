@@ -76,7 +76,9 @@ def main():
                     pass
                 add("image_sniff", payload[:4096])
             elif i < 4:
-                add("tokenizer_diff", s[:4096])
+                # Mode byte first (see the target): as is, and repeated into long pieces.
+                add("tokenizer_diff", "\x00" + s[:4096])
+                add("tokenizer_diff", "\x01" + s[:64])
     if os.path.exists(samples):
         with open(samples, encoding="utf-8") as f:
             for l in f:

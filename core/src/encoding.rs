@@ -1,9 +1,11 @@
 //! Model → encoding resolution and token counting.
 //!
 //! The table follows tiktoken's `model.py` (exact names first, then prefixes in tiktoken's
-//! order), extended the way tiktoken-rs extends it. BPE tables are built lazily, once per
-//! process and per encoding, on the first count; a process that only meets reported usage never
-//! builds one.
+//! order), extended the way tiktoken-rs extends it.
+//!
+//! o200k_base, o200k_harmony and cl100k_base count with the crate's own engine (`bpe`), whose
+//! tables are prepared at build time: nothing is built at run time. p50k and r50k count with
+//! tiktoken-rs, whose tables are built lazily, once per process and per encoding.
 
 use std::fmt;
 
@@ -82,22 +84,21 @@ impl Encoding {
     /// Number of tokens in `text`, counted as ordinary text: special-token strings such as
     /// `<|endoftext|>` count as the plain text they are, never as one special token.
     ///
-    /// The first call for an encoding builds its tables (once per process, thread-safe).
+    /// Counts equal tiktoken's `len(encode_ordinary(text))` for every input. For p50k and r50k
+    /// the first call builds their tables (once per process, thread-safe).
     pub fn count(self, text: &str) -> usize {
         if text.is_empty() {
             return 0;
         }
-        self.bpe().count_ordinary(text)
-    }
-
-    fn bpe(self) -> &'static tiktoken_rs::CoreBPE {
         match self {
-            Encoding::O200kBase => tiktoken_rs::o200k_base_singleton(),
-            Encoding::O200kHarmony => tiktoken_rs::o200k_harmony_singleton(),
-            Encoding::Cl100kBase => tiktoken_rs::cl100k_base_singleton(),
-            Encoding::P50kBase => tiktoken_rs::p50k_base_singleton(),
-            Encoding::P50kEdit => tiktoken_rs::p50k_edit_singleton(),
-            Encoding::R50kBase => tiktoken_rs::r50k_base_singleton(),
+            // o200k_harmony differs from o200k_base only in its special tokens.
+            Encoding::O200kBase | Encoding::O200kHarmony => crate::bpe::count(crate::bpe::Pattern::O200k, text),
+            Encoding::Cl100kBase => crate::bpe::count(crate::bpe::Pattern::Cl100k, text),
+            // Only these reach tiktoken-rs, so its o200k and cl100k vocabularies (5 MB of
+            // base64) are not linked in.
+            Encoding::P50kBase => tiktoken_rs::p50k_base_singleton().count_ordinary(text),
+            Encoding::P50kEdit => tiktoken_rs::p50k_edit_singleton().count_ordinary(text),
+            Encoding::R50kBase => tiktoken_rs::r50k_base_singleton().count_ordinary(text),
         }
     }
 }

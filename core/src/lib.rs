@@ -4,6 +4,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod adapters;
+mod bpe;
 pub mod encoding;
 pub mod error;
 mod fast;
