@@ -2,7 +2,9 @@
 //! assemble from crates (serde_json per SSE line into a struct + tiktoken-rs on the joined text),
 //! on real recorded streams and long synthetic OpenAI / Azure streams; plus the cost of counting
 //! the text alone, token counting alone against tiktoken-rs per encoding (corpus mixed text and
-//! English prose), the pathological inputs, and cold start per encoding in a fresh process.
+//! English prose), the pathological inputs, and cold start per encoding in a fresh process; then
+//! the Python wheel (a release build, in `target/py-bench-venv`) against the Python glue
+//! (`python/bench/compare_glue.py`, tiktoken with its vocab read from a local file).
 //!
 //! Run: `cargo bench -p usagetap-benches --bench compare`
 
@@ -212,5 +214,15 @@ fn main() {
     println!("  {:<12} {:>12} {:>12}", "", "tiktoken-rs", "usagetap");
     for enc in ["o200k_base", "cl100k_base"] {
         println!("  {enc:<12} {:>9.1} ms {:>9.2} ms", cold("--cold-reference", enc), cold("--cold", enc));
+    }
+    println!();
+    println!("the Python wheel (release build) against the Python glue, python/bench/compare_glue.py:");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    let glue = usagetap_benches::release_wheel_python(root, &["tiktoken"]).and_then(|py| {
+        usagetap_benches::run(Command::new(py).arg(root.join("python/bench/compare_glue.py")).args(["--repeat", "3"]))
+    });
+    match glue {
+        Ok(out) => print!("{}", String::from_utf8_lossy(&out)),
+        Err(e) => println!("  skipped: {e}"),
     }
 }

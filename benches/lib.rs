@@ -134,3 +134,41 @@ pub fn corpus_prose() -> String {
     v.dedup();
     v.join("\n\n")
 }
+
+/// Runs `cmd`, returning its standard output, or its standard error as the error.
+pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(out.stdout)
+}
+
+/// The Python of a venv (`target/py-bench-venv`) holding a release build of the wheel (the
+/// test venv's is a dev build) and the `extra` packages; built with the maturin that
+/// `bash python/test.sh` installs in `target/py-venv`.
+pub fn release_wheel_python(root: &std::path::Path, extra: &[&str]) -> Result<std::path::PathBuf, String> {
+    use std::process::Command;
+    let maturin = root.join("target/py-venv/bin/maturin");
+    if !maturin.exists() {
+        return Err(format!("{} is missing: run `bash python/test.sh` first", maturin.display()));
+    }
+    let wheels = root.join("target/wheels-release");
+    let _ = std::fs::remove_dir_all(&wheels);
+    run(Command::new(&maturin).current_dir(root.join("python")).args(["build", "--release", "--quiet", "--out"]).arg(&wheels))?;
+    let wheel = std::fs::read_dir(&wheels)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+        .ok_or("no wheel built")?;
+    let venv = root.join("target/py-bench-venv");
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    let py = venv.join("bin/python");
+    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall"]).arg(&wheel))?;
+    if !extra.is_empty() {
+        run(Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(extra))?;
+    }
+    Ok(py)
+}

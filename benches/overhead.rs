@@ -61,13 +61,7 @@ fn parse(out: &[u8]) -> Option<(f64, f64)> {
     Some((get("exchange ")?, get("feed ")?))
 }
 
-fn run(cmd: &mut Command) -> Result<Vec<u8>, String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(out.stdout)
-}
+use usagetap_benches::run;
 
 fn c_face(root: &Path, target: &Path, files: &[PathBuf]) -> Result<(f64, f64), String> {
     run(Command::new(env!("CARGO")).current_dir(root).args(["build", "-q", "--release", "-p", "usagetap-ffi"]))?;
@@ -80,26 +74,8 @@ fn c_face(root: &Path, target: &Path, files: &[PathBuf]) -> Result<(f64, f64), S
 }
 
 fn python_face(root: &Path, files: &[PathBuf]) -> Result<(f64, f64), String> {
-    // The test venv's wheel is a dev build; time a release wheel in a venv of its own.
-    let maturin = root.join("target/py-venv/bin/maturin");
-    if !maturin.exists() {
-        return Err(format!("{} is missing: run `bash python/test.sh` first", maturin.display()));
-    }
-    let wheels = root.join("target/wheels-release");
-    let _ = std::fs::remove_dir_all(&wheels);
-    run(Command::new(&maturin).current_dir(root.join("python")).args(["build", "--release", "--quiet", "--out"]).arg(&wheels))?;
-    let wheel = std::fs::read_dir(&wheels)
-        .map_err(|e| e.to_string())?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or("no wheel built")?;
-    let venv = root.join("target/py-bench-venv");
-    if !venv.join("bin/python").exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    let py = venv.join("bin/python");
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall"]).arg(&wheel))?;
-    let out = run(Command::new(&py).arg(root.join("python/bench/overhead.py")).args(files))?;
+    let py = usagetap_benches::release_wheel_python(root, &[])?;
+    let out = usagetap_benches::run(Command::new(&py).arg(root.join("python/bench/overhead.py")).args(files))?;
     parse(&out).ok_or_else(|| "unreadable output".into())
 }
 
