@@ -54,8 +54,16 @@ def test_one_meter_shared_by_threads_serializes_feeds() -> None:
 
 
 def test_gil_is_released_during_heavy_work() -> None:
+    # Long enough that one count takes a measurable while, however fast the machine and the
+    # engine: double the text until a count takes 0.15 s.
     text = "The quick brown fox jumps over the lazy dog, again and again. " * 60000  # ~3.7 MB
     usagetap.count_tokens("warm up the tables")
+    while True:
+        t0 = time.perf_counter()
+        usagetap.count_tokens(text)
+        if time.perf_counter() - t0 > 0.15 or len(text) > 1 << 30:
+            break
+        text += text
     done = threading.Event()
     span: List[float] = []
 
