@@ -176,7 +176,7 @@ struct Counter<'m> {
 }
 
 impl<'m> Counter<'m> {
-    fn new(model: &'m str, enc: Encoding) -> Self {
+    fn new(model: &'m str, enc: Encoding, limits: &Limits) -> Self {
         let legacy_0301 =
             model.contains("gpt-3.5-turbo-0301") || model.contains("gpt-35-turbo-0301");
         let (per_message, per_name) = if legacy_0301 { (4, -1) } else { (3, 1) };
@@ -191,15 +191,9 @@ impl<'m> Counter<'m> {
             total: 3,
             image_tokens: None,
             flags: Flags::EMPTY,
-            images_left: 0,
-            max_base64: 0,
+            images_left: limits.max_images,
+            max_base64: limits.max_image_base64,
         }
-    }
-
-    fn limited(mut self, limits: &Limits) -> Self {
-        self.images_left = limits.max_images;
-        self.max_base64 = limits.max_image_base64;
-        self
     }
 
     fn n(&self, s: &str) -> i64 {
@@ -304,7 +298,7 @@ fn compact_json(arguments: &str) -> Cow<'_, str> {
 // Chat completions
 
 fn chat(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
-    let mut c = Counter::new(model, enc).limited(limits);
+    let mut c = Counter::new(model, enc, limits);
     let messages = req.messages.as_ref().map_or(&[][..], |m| &m.items[..]);
     if req.messages.as_ref().is_some_and(|m| m.dropped > 0) || messages.iter().any(|m| m.tool_calls.dropped > 0) {
         // The request was over the element budget: what was skipped is not counted.
@@ -510,7 +504,7 @@ fn count_messages(
     if gpt5_tools {
         c.total += 85;
         let choice = raw_value(req.tool_choice);
-        reasoning_tools_verified = matches!(choice, None) || choice == Some(Value::from("auto"));
+        reasoning_tools_verified = choice.is_none() || choice == Some(Value::from("auto"));
     }
     // o-series models on chat completions: the tools section is a message of its own costing
     // `4 + n(section)`, even beside a system message, plus 1 (crewAI o3-mini without a system
@@ -531,7 +525,7 @@ fn count_messages(
                 || matches!(m.role.as_deref(), Some("tool" | "function"))
         });
         reasoning_tools_verified =
-            first_turn && (matches!(choice, None) || choice == Some(Value::from("auto")));
+            first_turn && (choice.is_none() || choice == Some(Value::from("auto")));
     }
     // A `json_schema` format tags the reply priming with its name (`n(name) + 2`), unless tools
     // are defined or the model uses the reasoning framing; every assistant text message in the
@@ -1290,7 +1284,7 @@ crate::request::lenient_object!(InputItem<'a>);
 /// tools are counted apart from the messages (see `count_messages`). Function calls, their
 /// outputs, other items and `previous_response_id` are counted by the chat rules but flagged.
 fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
-    let mut c = Counter::new(model, enc).limited(limits);
+    let mut c = Counter::new(model, enc, limits);
     c.responses = true;
     let mut messages: Vec<Message<'_>> = Vec::new();
     if let Some(i) = req.instructions.0.clone() {
