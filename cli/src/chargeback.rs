@@ -81,8 +81,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             }
             events += 1;
             let metered = match l {
-                crate::lines::Line::TooLong(len) => {
-                    Err(format!("line of {len} bytes is over the {} MiB cap", crate::lines::MAX_LINE_BYTES >> 20))
+                crate::lines::Line::TooLong => {
+                    Err(format!("line of {n} bytes is over the {} MiB cap", crate::lines::MAX_LINE_BYTES >> 20))
                 }
                 crate::lines::Line::Read => meter_envelope(&line, &opts, &hasher).map_err(|e| e.to_string()),
             };

@@ -11,8 +11,8 @@ pub const MAX_LINE_BYTES: usize = 256 << 20;
 pub enum Line {
     /// The line's bytes are in the buffer (without the newline).
     Read,
-    /// The line was longer than the cap and was skipped; its length.
-    TooLong(u64),
+    /// The line was longer than the cap and was skipped.
+    TooLong,
 }
 
 /// Reads the next line into `buf` (cleared first). `Ok(None)` at the end of the input; the
@@ -24,7 +24,7 @@ pub fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>, cap: usize) -> io::Resu
     loop {
         let chunk = r.fill_buf()?;
         if chunk.is_empty() {
-            return Ok((consumed > 0).then_some((end(too_long, consumed), consumed)));
+            return Ok((consumed > 0).then_some((end(too_long), consumed)));
         }
         let (piece, done) = match chunk.iter().position(|&b| b == b'\n') {
             Some(i) => (&chunk[..i], Some(i + 1)),
@@ -41,14 +41,14 @@ pub fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>, cap: usize) -> io::Resu
         r.consume(used);
         consumed += used as u64;
         if done.is_some() {
-            return Ok(Some((end(too_long, consumed), consumed)));
+            return Ok(Some((end(too_long), consumed)));
         }
     }
 }
 
-fn end(too_long: bool, consumed: u64) -> Line {
+fn end(too_long: bool) -> Line {
     if too_long {
-        Line::TooLong(consumed)
+        Line::TooLong
     } else {
         Line::Read
     }
@@ -67,7 +67,7 @@ mod tests {
         while let Some((l, n)) = next_line(&mut r, &mut buf, 8).unwrap() {
             got.push(match l {
                 Line::Read => (String::from_utf8(buf.clone()).unwrap(), n),
-                Line::TooLong(len) => (format!("too long {len}"), n),
+                Line::TooLong => (format!("too long {n}"), n),
             });
             assert!(buf.capacity() <= 16);
         }

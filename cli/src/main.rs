@@ -95,11 +95,11 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::new();
-    while let Some((l, _)) = lines::next_line(&mut input, &mut line, lines::MAX_LINE_BYTES)
+    while let Some((l, n)) = lines::next_line(&mut input, &mut line, lines::MAX_LINE_BYTES)
         .map_err(|e| format!("reading input: {e}"))?
     {
         let rec = match l {
-            lines::Line::TooLong(n) => error_record(
+            lines::Line::TooLong => error_record(
                 Map::new(),
                 format!("input line of {n} bytes is over the {} MiB cap", lines::MAX_LINE_BYTES >> 20),
             ),

@@ -211,10 +211,8 @@ pub(crate) struct Template {
     /// Holes, ordered: spans of `bytes` with their quotes, and where each value goes.
     holes: Vec<(usize, usize, Slot)>,
     created: Option<i64>,
-    /// Each choice's index, in order.
-    indexes: Vec<i64>,
-    /// Each choice's tool-call keys and how many calls it has.
-    calls: Vec<[i64; 3]>,
+    /// Each choice's values outside the holes (index, tool-call keys), in order.
+    choices: Vec<FastChoice<'static>>,
 }
 
 impl Template {
@@ -235,8 +233,7 @@ impl Template {
     fn learn(&mut self, p: &[u8], c: &FastChunk<'_>, skipped: &Skipped) {
         self.bytes.clear();
         self.holes.clear();
-        self.indexes.clear();
-        self.calls.clear();
+        self.choices.clear();
         if skipped.overflow {
             return;
         }
@@ -257,20 +254,20 @@ impl Template {
             hole(ch.refusal, Slot::Refusal(k));
             hole(ch.finish_reason, Slot::Finish(k));
             hole(ch.text, Slot::Text(k));
+            let mut shape = FastChoice { index: ch.index, n_calls: ch.n_calls, ..FastChoice::default() };
             for (j, call) in ch.calls().iter().enumerate() {
                 hole(call.name, Slot::CallName(k, j));
                 hole(call.arguments, Slot::CallArgs(k, j));
+                shape.calls[j].key = call.key;
             }
-            self.indexes.push(ch.index);
-            self.calls.push([ch.calls[0].key, ch.calls[1].key, ch.n_calls as i64]);
+            self.choices.push(shape);
         }
         for &(s, e) in &skipped.spans[..skipped.len] {
             self.holes.push((s as usize, e as usize, Slot::Skip));
         }
         if self.holes.len() > Self::MAX_HOLES {
             self.holes.clear();
-            self.indexes.clear();
-            self.calls.clear();
+            self.choices.clear();
             return;
         }
         self.holes.sort_unstable_by_key(|h| h.0);
@@ -286,10 +283,11 @@ impl Template {
         let mut out = FastChunk { created: self.created, ..FastChunk::default() };
         let mut choices: Vec<FastChoice<'a>> = Vec::new();
         let mut first = None;
-        for (k, (&index, &[k0, k1, n])) in self.indexes.iter().zip(&self.calls).enumerate() {
-            let mut c = FastChoice { index, n_calls: n as usize, ..FastChoice::default() };
-            c.calls[0].key = k0;
-            c.calls[1].key = k1;
+        for (k, shape) in self.choices.iter().enumerate() {
+            let mut c = FastChoice { index: shape.index, n_calls: shape.n_calls, ..FastChoice::default() };
+            for (call, from) in c.calls.iter_mut().zip(&shape.calls) {
+                call.key = from.key;
+            }
             if k == 0 {
                 first = Some(c);
             } else {
