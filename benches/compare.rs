@@ -218,8 +218,24 @@ fn main() {
     println!();
     println!("the Python wheel (release build) against the Python glue, python/bench/compare_glue.py:");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    // The long synthetic streams of the first table, as files, so Python meters the same bytes.
+    let dir = root.join("target/bench-synthetic");
+    let synthetic: Vec<std::path::PathBuf> = cases
+        .iter()
+        .filter(|(name, _)| !name.starts_with("real"))
+        .map(|(name, bodies)| {
+            let path = dir.join(format!("{}.sse", name.replace([' ', ','], "_").replace("__", "_")));
+            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &bodies[0])).expect("write synthetic stream");
+            path
+        })
+        .collect();
     let glue = usagetap_benches::release_wheel_python(root, &["tiktoken"]).and_then(|py| {
-        usagetap_benches::run(Command::new(py).arg(root.join("python/bench/compare_glue.py")).args(["--repeat", "3"]))
+        usagetap_benches::run(
+            Command::new(py)
+                .arg(root.join("python/bench/compare_glue.py"))
+                .args(["--repeat", "3", "--synthetic"])
+                .args(&synthetic),
+        )
     });
     match glue {
         Ok(out) => print!("{}", String::from_utf8_lossy(&out)),

@@ -57,7 +57,7 @@ pub fn synthetic_openai(chunks: usize, usage: bool) -> String {
     }
     s.push_str("data: ");
     s.push_str(head);
-    s.push_str(r#""},"logprobs":null,"finish_reason":"stop"}],"obfuscation":"x"}"#);
+    s.push_str(r#"},"logprobs":null,"finish_reason":"stop"}],"obfuscation":"x"}"#);
     s.push_str("\n\n");
     if usage {
         s.push_str(r#"data: {"id":"chatcmpl-BENCH0000000000000000000000","object":"chat.completion.chunk","created":1755097541,"model":"gpt-4o-mini-2024-07-18","service_tier":"default","system_fingerprint":"fp_560af6e559","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":4000,"total_tokens":4012,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"obfuscation":"ab"}"#);
@@ -171,4 +171,38 @@ pub fn release_wheel_python(root: &std::path::Path, extra: &[&str]) -> Result<st
         run(Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(extra))?;
     }
     Ok(py)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The synthetic streams are the wire format exactly: every event is valid JSON, and the
+    /// meter reads them without a flag, with the finish reason and the usage they carry.
+    #[test]
+    fn synthetic_streams_are_well_formed() {
+        for (name, body, usage) in [
+            ("openai", synthetic_openai(50, true), true),
+            ("openai", synthetic_openai(50, false), false),
+            ("azure", synthetic_azure(50, true), true),
+            ("azure", synthetic_azure(50, false), false),
+        ] {
+            for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                if line != "[DONE]" {
+                    serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+                }
+            }
+            let mut m = usagetap::Meter::new(usagetap::MeterOptions::default());
+            m.feed(body.as_bytes()).expect("feed");
+            let r = m.finish().expect("finish");
+            let flags: Vec<&str> = r.flags.names().collect();
+            let expected: &[&str] =
+                if usage { &[] } else { &["no_usage_reported", "completion_may_be_one_short", "prompt_unknown"] };
+            assert_eq!(flags, expected, "{name}");
+            assert_eq!(r.source == usagetap::Source::Reported, usage, "{name}");
+            if name == "openai" {
+                assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"), "{name}");
+            }
+        }
+    }
 }

@@ -19,6 +19,11 @@ The wheel is measured three ways:
 - `Meter 1 KiB feeds`: `reconcile=True`, the body fed in 1 KiB pieces as a streaming loop would.
 
 MB/s is response-body bytes over wall time, best of --repeat runs, one thread.
+
+`--synthetic FILE...` adds long synthetic streams (one SSE body per file; the `compare` bench
+writes the same OpenAI and Azure streams its Rust table uses), each metered whole by
+`usagetap.meter(None, body)` and by the glue, so the goals stated for long streams are
+measured on the same bytes in both languages.
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--vocab", default=None, help="path of o200k_base.tiktoken")
+    ap.add_argument("--synthetic", nargs="*", default=[], help="files holding one SSE body each")
     args = ap.parse_args()
 
     vocab = args.vocab or find_vocab()
@@ -151,6 +157,30 @@ def main() -> None:
                      ("usagetap.Meter 1 KiB feeds, reconcile=True", run_feeds)]:
         t = best(fn, args.repeat)
         print(f"{name:44s} {mb / t:8.2f} MB/s   {t_glue / t:6.1f}x the glue")
+    if args.synthetic:
+        synthetic(enc, args.synthetic, args.repeat)
+
+
+def synthetic(enc: tiktoken.Encoding, paths: List[str], repeat: int) -> None:
+    """One row per long synthetic stream: the glue and `usagetap.meter(None, body)`, the latter
+    with and without counting the text (`reconcile=True` counts it even when usage came)."""
+    print()
+    print(f"{'long synthetic stream':32s} {'MB':>6s} {'glue MB/s':>10s} {'meter MB/s':>11s} {'ratio':>7s} "
+          f"{'reconcile MB/s':>15s} {'ratio':>7s}")
+    for path in paths:
+        body_bytes = Path(path).read_bytes()
+        body = body_bytes.decode()
+        mb = len(body_bytes) / 1e6
+        # Same answer on both sides, so neither side is timed doing less.
+        want = glue(enc, body)
+        got = (usagetap.meter(None, body_bytes, reconcile=True).computed or {}).get("completion_tokens")
+        if got != want:
+            raise SystemExit(f"{path}: usagetap counted {got} tokens, the glue {want}")
+        t_glue = best(lambda: glue(enc, body), repeat)
+        t_meter = best(lambda: usagetap.meter(None, body_bytes), repeat)
+        t_rec = best(lambda: usagetap.meter(None, body_bytes, reconcile=True), repeat)
+        print(f"{Path(path).stem:32s} {mb:6.2f} {mb / t_glue:10.1f} {mb / t_meter:11.1f} {t_glue / t_meter:6.1f}x "
+              f"{mb / t_rec:15.1f} {t_glue / t_rec:6.1f}x")
 
 
 if __name__ == "__main__":
