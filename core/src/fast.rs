@@ -36,6 +36,30 @@ fn quote_or_backslash(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&c| c == b'"' || c == b'\\').map(|j| i + j)
 }
 
+/// Offset of the first byte of `s` that matters when skipping a container: `"`, `{`, `}`, `[`
+/// or `]`, eight bytes at a time (setting bit 5 maps `[` and `]` onto `{` and `}` and no other
+/// byte onto them).
+#[inline]
+fn structural(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let mut i = 0;
+    while let Some(w) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+        let folded = w | (LO * 0x20);
+        let q = w ^ (LO * u64::from(b'"'));
+        let o = folded ^ (LO * u64::from(b'{'));
+        let c = folded ^ (LO * u64::from(b'}'));
+        // A zero byte in `q`, `o` or `c` is a match; the lowest flagged byte is always exact.
+        let hit = (q.wrapping_sub(LO) & !q & HI) | (o.wrapping_sub(LO) & !o & HI) | (c.wrapping_sub(LO) & !c & HI);
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    s[i..].iter().position(|c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']')).map(|j| i + j)
+}
+
 /// Length of the longest common prefix of `a` and `b`, sixteen bytes at a time.
 #[inline]
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
@@ -64,6 +88,8 @@ pub(crate) struct FastChunk<'a> {
     pub object: Option<&'a [u8]>,
     pub system_fingerprint: Option<&'a [u8]>,
     pub created: Option<i64>,
+    /// The raw JSON object of a non-null `usage`.
+    pub usage: Option<&'a [u8]>,
     /// The choices: the first one inline (streams nearly always carry exactly one), the rest
     /// in `more`, so the common chunk allocates nothing.
     pub first: Option<FastChoice<'a>>,
@@ -144,7 +170,14 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
             b"created" => out.created = s.int()?,
             b"usage" => {
                 if !s.null() {
-                    return None;
+                    // Kept as raw JSON: the meter decodes it with the full decoder's own
+                    // `wire::Usage`, so the two paths read usage identically.
+                    if s.peek()? != b'{' {
+                        return None;
+                    }
+                    let start = s.i;
+                    s.skip()?;
+                    out.usage = Some(&p[start..s.i]);
                 }
             }
             // Keys of Responses API events and error bodies: the full decoder reads them.
@@ -234,7 +267,8 @@ impl Template {
         self.bytes.clear();
         self.holes.clear();
         self.choices.clear();
-        if skipped.overflow {
+        if skipped.overflow || c.usage.is_some() {
+            // A usage chunk comes once: not worth a template, and `fit` has no slot for it.
             return;
         }
         let base = p.as_ptr() as usize;
@@ -480,22 +514,31 @@ impl<'a> Scanner<'a> {
                 Some(())
             }
             b'{' | b'[' => {
-                let mut depth = 0usize;
+                // Open containers as a bit stack (1 = object), so a bracket that closes the
+                // wrong kind declines as the full decoder would reject it.
+                let (mut depth, mut objects) = (0usize, 0u64);
                 loop {
+                    self.i += structural(&self.p[self.i..])?;
                     match self.next()? {
                         b'{' | b'[' if depth == MAX_SKIP_DEPTH => return None,
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
+                        open @ (b'{' | b'[') => {
+                            objects = (objects << 1) | u64::from(open == b'{');
+                            depth += 1;
+                        }
+                        close @ (b'}' | b']') => {
+                            if (objects & 1 == 1) != (close == b'}') {
+                                return None;
+                            }
+                            objects >>= 1;
                             depth -= 1;
                             if depth == 0 {
                                 return Some(());
                             }
                         }
-                        b'"' => {
+                        _ => {
                             self.i -= 1;
                             self.string_raw()?;
                         }
-                        _ => {}
                     }
                 }
             }
@@ -657,7 +700,9 @@ impl<'a> Scanner<'a> {
 /// Decodes a raw string body: borrowed when it has no escapes; `None` when an escape is invalid
 /// (the caller then takes the full decoder, which reports it).
 pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
-    if memchr::memchr(b'\\', raw).is_none() {
+    // Most stream text is a token or two: a plain loop beats setting up a vector search.
+    let plain = if raw.len() <= 16 { !raw.contains(&b'\\') } else { memchr::memchr(b'\\', raw).is_none() };
+    if plain {
         return std::str::from_utf8(raw).ok().map(std::borrow::Cow::Borrowed);
     }
     let mut quoted = Vec::with_capacity(raw.len() + 2);
@@ -772,7 +817,9 @@ mod tests {
         assert_eq!(first.content, Some(&br"Hi\n"[..]));
         assert_eq!(text(first.content.unwrap()).unwrap(), "Hi\n");
         for declined in [
-            &br#"{"choices":[],"usage":{"prompt_tokens":1}}"#[..],
+            &br#"{"choices":[],"usage":"many"}"#[..],
+            br#"{"choices":[],"usage":{"prompt_tokens":1]}"#,
+            br#"{"choices":[],"x":[{"y":1]}]}"#,
             br#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0}]}}]}"#,
             br#"{"error":{"message":"x"}}"#,
             br#"{"type":"response.output_text.delta","delta":"x"}"#,
@@ -786,5 +833,24 @@ mod tests {
             assert!(scan(declined).is_none(), "{}", String::from_utf8_lossy(declined));
         }
         assert!(scan(br#"{"choices":[],"usage":null,"x":[1,{"y":"]"}]}"#).is_some());
+        let u = scan(br#"{"choices":[],"usage":{"prompt_tokens":1,"d":{"x":"}"}},"obfuscation":"a"}"#).unwrap();
+        assert_eq!(u.usage, Some(&br#"{"prompt_tokens":1,"d":{"x":"}"}}"#[..]));
+    }
+
+    #[test]
+    fn structural_finds_the_first() {
+        for len in 0..40 {
+            for at in 0..=len {
+                for c in [b'"', b'{', b'}', b'[', b']'] {
+                    // Bytes one bit away from the targets must not match.
+                    let mut v: Vec<u8> = (0..len).map(|k| [b'a', b'{' ^ 0x20, b'}' ^ 0x01, 0x02, 0xFB][k % 5]).collect();
+                    if at < len {
+                        v[at] = c;
+                    }
+                    let want = v.iter().position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'));
+                    assert_eq!(structural(&v), want, "len {len} at {at} {}", c as char);
+                }
+            }
+        }
     }
 }

@@ -850,6 +850,15 @@ impl Accum {
         if !meta_ok {
             return false;
         }
+        // Usage with the full decoder's own type: a value it rejects rejects the whole chunk
+        // there, so here it declines.
+        let usage = match c.usage {
+            None => None,
+            Some(raw) => match serde_json::from_slice::<wire::Usage>(raw) {
+                Ok(u) => Some(u),
+                Err(_) => return false,
+            },
+        };
         // Each choice's strings, decoded once: checked before anything changes, then applied.
         type Str<'c> = Option<std::borrow::Cow<'c, str>>;
         type Decoded<'c> = ([Str<'c>; 4], [(i64, Str<'c>, Str<'c>); 2]);
@@ -896,6 +905,9 @@ impl Accum {
                 Some("response") => Some(Endpoint::Responses),
                 _ => None,
             };
+        }
+        if let Some(u) = usage {
+            self.set_usage(u);
         }
         for (index, n_calls, ([fr, text, content, refusal], calls)) in first.into_iter().chain(more) {
             // As in `apply`: the choice first, then its tool calls, unless the choice is past
@@ -1272,6 +1284,37 @@ mod tests {
             n += 1;
         }
         assert!(n > 500);
+    }
+
+    /// Usage chunks take the fast path, reading `usage` with the full decoder's type: odd
+    /// values, odd shapes and malformed neighbours give the record full decoding gives.
+    #[test]
+    fn usage_chunks_read_alike_on_both_paths() {
+        let head = r#"data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
+        for usage in [
+            r#""usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}"#,
+            r#""usage":{"prompt_tokens":-1,"completion_tokens":2.5,"total_tokens":1e30}"#,
+            r#""usage":{"prompt_tokens":"10","completion_tokens":3}"#,
+            r#""usage":{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#""usage":{"prompt_tokens":1,"unknown":{"a":[1,{"b":"}"}]}}"#,
+            r#""usage":{"prompt_tokens":1]}"#,
+            r#""usage":{}"#,
+            r#""usage":[]"#,
+            r#""usage":"x""#,
+            r#""usage":{"prompt_tokens":1},"latency_checkpoint":{"a":[1}]"#,
+            r#""usage":{"prompt_tokens":1},"latency_checkpoint":{"a":[1,2]}"#,
+        ] {
+            for choices in ["[]", r#"[{"index":0,"delta":{},"finish_reason":"stop"}]"#] {
+                let body = format!("{head}\n\ndata: {{\"id\":\"c\",\"choices\":{choices},{usage}}}\n\ndata: [DONE]\n\n");
+                let fast = run(&body);
+                FAST_PATH.with(|f| f.set(false));
+                let full = run(&body);
+                FAST_PATH.with(|f| f.set(true));
+                assert_eq!(fast, full, "{body}");
+            }
+        }
+        let r = run(&format!("{head}\n\ndata: {USAGE}\n\n"));
+        assert_eq!((r.source, r.prompt_tokens, r.cached_tokens), (Source::Reported, 10, Some(4)));
     }
 
     #[test]
