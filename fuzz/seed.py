@@ -23,7 +23,7 @@ def main():
     a = ap.parse_args()
 
     seeds = {t: {} for t in ["sse_framer", "wire_decode", "request_parse", "image_sniff",
-                             "envelope", "rewrite", "meter_split", "tokenizer_diff"]}
+                             "envelope", "rewrite", "meter_split", "tokenizer_diff", "fast_vs_full"]}
 
     def add(target, data):
         if isinstance(data, str):
@@ -56,6 +56,8 @@ def main():
         add("meter_split", b"\x04\0" + req + b"\0" + resp)
         add("rewrite", b"\0\0" + (resp if r["stream"] else req))
         if r["stream"]:
+            add("fast_vs_full", b"\0\0" + resp)
+            add("fast_vs_full", b"\x02\0" + resp)
             for m in re.finditer(rb"^data: ?(.*)$", resp, re.M):
                 if m.group(1) != b"[DONE]":
                     add("wire_decode", m.group(1))

@@ -1,63 +1,42 @@
-//! A fast path for the common chunk: a chat-completion (or legacy completion) stream chunk that
-//! carries text and no usage. Walks the JSON once, skipping every value it does not need with
-//! `memchr`, and hands back borrowed spans. Anything it does not expect (usage, errors, tool
-//! calls, escapes it cannot decode, trailing bytes) makes it decline, and the caller decodes
-//! the payload fully with [`wire::decode`](crate::wire::decode) instead; so the fast path only
-//! changes speed, never results, on valid JSON.
-
-use memchr::memchr2;
+//! A fast path for the common chunk: a chat-completion (or legacy completion) stream chunk
+//! with text, tool-call fragments or usage. Walks the JSON once, checking what it skips as
+//! strictly as the full decoder does, and hands back borrowed spans. Anything it does not expect
+//! (errors, Responses API events, many choices or calls, surrogate escapes, escaped or
+//! non-ASCII keys, trailing bytes) makes it decline, and the caller decodes the payload fully
+//! with [`wire::decode`](crate::wire::decode) instead. It accepts only payloads the full decoder
+//! accepts, and reads them the same way, so it changes speed, never records, on any bytes (the
+//! `fast_vs_full` fuzz target compares the two paths).
 
 /// Deepest value the scanner skips; deeper ones go to the full decoder, which enforces
 /// `Limits::max_json_depth`. Far below the default limit, far above real chunks (about 6).
 pub(crate) const MAX_SKIP_DEPTH: usize = 64;
 
-/// Offset of the first `"` or `\\` in `s`. Strings here are mostly keys and short values, where
-/// eight bytes at a time in a register beat setting up a vector search; past 64 bytes the
-/// search goes to memchr.
+/// Offset of the first `"`, `\\` or control byte (below 0x20, which JSON forbids raw in
+/// strings) in `s`, eight bytes at a time: strings here are mostly keys and short values.
 #[inline]
-fn quote_or_backslash(s: &[u8]) -> Option<usize> {
+fn string_stop(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
     while let Some(w) = s.get(i..i + 8) {
-        if i == 64 {
-            return memchr2(b'"', b'\\', &s[i..]).map(|j| i + j);
-        }
         let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
         let q = w ^ (LO * u64::from(b'"'));
         let b = w ^ (LO * u64::from(b'\\'));
-        // A zero byte in `q` or `b` is a match; the lowest flagged byte is always exact.
-        let hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI);
+        // A zero byte in `q` or `b`, or a byte below 0x20 in `w`, is a match; the lowest
+        // flagged byte is always exact.
+        let hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI) | (w.wrapping_sub(LO * 0x20) & !w & HI);
         if hit != 0 {
             return Some(i + (hit.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    s[i..].iter().position(|&c| c == b'"' || c == b'\\').map(|j| i + j)
+    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|j| i + j)
 }
 
-/// Offset of the first byte of `s` that matters when skipping a container: `"`, `{`, `}`, `[`
-/// or `]`, eight bytes at a time (setting bit 5 maps `[` and `]` onto `{` and `}` and no other
-/// byte onto them).
+/// Whether `v` is UTF-8 (most strings here are ASCII, which is cheaper to tell).
 #[inline]
-fn structural(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let mut i = 0;
-    while let Some(w) = s.get(i..i + 8) {
-        let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-        let folded = w | (LO * 0x20);
-        let q = w ^ (LO * u64::from(b'"'));
-        let o = folded ^ (LO * u64::from(b'{'));
-        let c = folded ^ (LO * u64::from(b'}'));
-        // A zero byte in `q`, `o` or `c` is a match; the lowest flagged byte is always exact.
-        let hit = (q.wrapping_sub(LO) & !q & HI) | (o.wrapping_sub(LO) & !o & HI) | (c.wrapping_sub(LO) & !c & HI);
-        if hit != 0 {
-            return Some(i + (hit.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    s[i..].iter().position(|c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']')).map(|j| i + j)
+fn utf8(v: &[u8]) -> bool {
+    v.is_ascii() || std::str::from_utf8(v).is_ok()
 }
 
 /// Length of the longest common prefix of `a` and `b`, sixteen bytes at a time.
@@ -163,10 +142,10 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
                     })?;
                 }
             }
-            b"id" => out.id = s.opt_string()?,
-            b"model" => out.model = s.opt_string()?,
-            b"object" => out.object = s.opt_string()?,
-            b"system_fingerprint" => out.system_fingerprint = s.opt_string()?,
+            b"id" => out.id = s.opt_text()?,
+            b"model" => out.model = s.opt_text()?,
+            b"object" => out.object = s.opt_text()?,
+            b"system_fingerprint" => out.system_fingerprint = s.opt_text()?,
             b"created" => out.created = s.int()?,
             b"usage" => {
                 if !s.null() {
@@ -191,10 +170,11 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
     (s.i == p.len()).then_some((out, s.skipped))
 }
 
-/// Strings skipped as whole values, as spans with their quotes; at most `N` kept.
+/// Strings skipped as whole values, as spans with their quotes, each with whether the full
+/// decoder decodes it (so its UTF-8 must be checked); at most `N` kept.
 #[derive(Default)]
 struct Skipped {
-    spans: [(u32, u32); Skipped::N],
+    spans: [(u32, u32, bool); Skipped::N],
     len: usize,
     overflow: bool,
 }
@@ -202,10 +182,10 @@ struct Skipped {
 impl Skipped {
     const N: usize = 8;
 
-    fn note(&mut self, start: usize, end: usize) {
+    fn note(&mut self, start: usize, end: usize, decoded: bool) {
         match (self.spans.get_mut(self.len), u32::try_from(start), u32::try_from(end)) {
             (Some(slot), Ok(s), Ok(e)) => {
-                *slot = (s, e);
+                *slot = (s, e, decoded);
                 self.len += 1;
             }
             _ => self.overflow = true,
@@ -226,7 +206,18 @@ enum Slot {
     Text(usize),
     CallName(usize, usize),
     CallArgs(usize, usize),
+    /// A string the scanner skips.
     Skip,
+    /// A string the scanner skips and the full decoder decodes (a tool call's `id`).
+    SkipText,
+}
+
+impl Slot {
+    /// Whether a changed value must be checked as UTF-8 here: the full decoder decodes it,
+    /// and the meter does not always (metadata it already knows, skipped strings).
+    fn unchecked_text(self) -> bool {
+        matches!(self, Slot::Id | Slot::Model | Slot::Object | Slot::Fingerprint | Slot::SkipText)
+    }
 }
 
 /// The shape of the last chunk the scanner read, with its string values as holes.
@@ -235,8 +226,8 @@ enum Slot {
 /// (the text, OpenAI's `obfuscation` padding). A payload that equals the template byte for
 /// byte outside the holes, with a JSON string in each hole, is read exactly as the scanner
 /// would read it: every decision the scanner makes depends on bytes outside string values,
-/// and inside one it only looks for the closing quote, which the match does with the same
-/// code. So the match skips the walk and hands back the same [`FastChunk`], at the cost of a
+/// and a changed string is checked with the same code (`string_raw`, plus UTF-8 for the
+/// strings only the full decoder would decode). So the match skips the walk and hands back the same [`FastChunk`], at the cost of a
 /// few comparisons of unchanged bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Template {
@@ -296,8 +287,8 @@ impl Template {
             }
             self.choices.push(shape);
         }
-        for &(s, e) in &skipped.spans[..skipped.len] {
-            self.holes.push((s as usize, e as usize, Slot::Skip));
+        for &(s, e, decoded) in &skipped.spans[..skipped.len] {
+            self.holes.push((s as usize, e as usize, if decoded { Slot::SkipText } else { Slot::Skip }));
         }
         if self.holes.len() > Self::MAX_HOLES {
             self.holes.clear();
@@ -348,6 +339,9 @@ impl Template {
             } else {
                 let mut s = Scanner { p, i: i + fixed, skipped: Skipped::default() };
                 let v = s.string_raw()?;
+                if slot.unchecked_text() && !utf8(v) {
+                    return None;
+                }
                 (same, i) = (0, s.i);
                 v
             };
@@ -374,7 +368,7 @@ impl Template {
                         _ => c.text = v,
                     }
                 }
-                Slot::Skip => {}
+                Slot::Skip | Slot::SkipText => {}
             }
         }
         if p.get(i..)? != &self.bytes[t..] {
@@ -453,27 +447,47 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string's raw body (between the quotes, escapes untouched).
+    /// A string's raw body (between the quotes, escapes untouched). Declines where the full
+    /// decoder would reject the string (a raw control byte, an unknown escape, `\\u` without
+    /// four hex digits) and on any surrogate escape, which the full decoder accepts in some
+    /// places and rejects in others; UTF-8 is left to the callers that decode.
     #[inline]
     fn string_raw(&mut self) -> Option<&'a [u8]> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            // Most strings here are keys and short values: a plain loop over the first bytes
-            // beats setting up a vector search; longer strings go to memchr.
-            let j = quote_or_backslash(&self.p[self.i..])?;
-            self.i += j;
-            if self.p[self.i] == b'\\' {
-                self.i += 2;
-                if self.i > self.p.len() {
-                    return None;
+            self.i += string_stop(&self.p[self.i..])?;
+            match self.p[self.i] {
+                b'"' => {
+                    let body = &self.p[start..self.i];
+                    self.i += 1;
+                    return Some(body);
                 }
-            } else {
-                let body = &self.p[start..self.i];
-                self.i += 1;
-                return Some(body);
+                b'\\' => match *self.p.get(self.i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                    b'u' => {
+                        let hex = self.p.get(self.i + 2..self.i + 6)?;
+                        let mut unit = 0u32;
+                        for &c in hex {
+                            unit = unit << 4 | char::from(c).to_digit(16)?;
+                        }
+                        if (0xD800..0xE000).contains(&unit) {
+                            return None;
+                        }
+                        self.i += 6;
+                    }
+                    _ => return None,
+                },
+                _ => return None,
             }
         }
+    }
+
+    /// [`Self::opt_string`] for a string the full decoder decodes and the meter may not:
+    /// its UTF-8 is checked here.
+    fn opt_text(&mut self) -> Option<Option<&'a [u8]>> {
+        let v = self.opt_string()?;
+        v.map_or(true, utf8).then_some(v)
     }
 
     /// A string or `null`; any other value declines.
@@ -498,65 +512,134 @@ impl<'a> Scanner<'a> {
             v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
             self.i += 1;
         }
-        if self.i == start || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+        // JSON has no leading zeros; fractions and exponents are the full decoder's.
+        let leading_zero = self.i - start > 1 && self.p[start] == b'0';
+        if self.i == start || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
             return None;
         }
         Some(Some(v))
     }
 
-    /// Skips any value. Declines on structure it cannot follow.
+    /// Skips any value, checking it as strictly as the full decoder's skipping does (strings,
+    /// numbers, literals, and containers with their colons and commas). Declines on anything
+    /// it would reject, and on containers nested deeper than [`MAX_SKIP_DEPTH`].
     fn skip(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => {
                 let start = self.i;
                 self.string_raw()?;
-                self.skipped.note(start, self.i);
+                self.skipped.note(start, self.i, false);
                 Some(())
             }
-            b'{' | b'[' => {
-                // Open containers as a bit stack (1 = object), so a bracket that closes the
-                // wrong kind declines as the full decoder would reject it.
-                let (mut depth, mut objects) = (0usize, 0u64);
-                loop {
-                    self.i += structural(&self.p[self.i..])?;
-                    match self.next()? {
-                        b'{' | b'[' if depth == MAX_SKIP_DEPTH => return None,
-                        open @ (b'{' | b'[') => {
-                            objects = (objects << 1) | u64::from(open == b'{');
-                            depth += 1;
-                        }
-                        close @ (b'}' | b']') => {
-                            if (objects & 1 == 1) != (close == b'}') {
-                                return None;
-                            }
-                            objects >>= 1;
-                            depth -= 1;
-                            if depth == 0 {
-                                return Some(());
-                            }
-                        }
-                        _ => {
-                            self.i -= 1;
-                            self.string_raw()?;
-                        }
-                    }
+            b'{' | b'[' => self.skip_container(),
+            _ => self.scalar(),
+        }
+    }
+
+    /// A container, walked without recursion: open containers as a bit stack (1 = object).
+    fn skip_container(&mut self) -> Option<()> {
+        let (mut depth, mut objects) = (0usize, 0u64);
+        loop {
+            // A value is expected here.
+            self.ws();
+            match self.peek()? {
+                b'"' => {
+                    self.string_raw()?;
                 }
-            }
-            _ => {
-                let start = self.i;
-                while let Some(b) = self.peek() {
-                    if matches!(b, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t') {
-                        break;
+                open @ (b'{' | b'[') => {
+                    if depth == MAX_SKIP_DEPTH {
+                        return None;
                     }
                     self.i += 1;
+                    self.ws();
+                    if self.peek()? == open + 2 {
+                        // `{}` or `[]` (`}` and `]` are two past their openers).
+                        self.i += 1;
+                    } else {
+                        objects = (objects << 1) | u64::from(open == b'{');
+                        depth += 1;
+                        if open == b'{' {
+                            self.key()?;
+                        }
+                        continue;
+                    }
                 }
-                // Scalars must be what JSON allows, or the full decoder decides.
-                let lit = &self.p[start..self.i];
-                let ok = matches!(lit, b"true" | b"false" | b"null")
-                    || (!lit.is_empty() && lit.iter().all(|c| matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')));
-                ok.then_some(())
+                _ => self.scalar()?,
+            }
+            // After a value: a comma, or closers.
+            loop {
+                if depth == 0 {
+                    return Some(());
+                }
+                self.ws();
+                let in_object = objects & 1 == 1;
+                match (self.next()?, in_object) {
+                    (b',', true) => {
+                        self.key()?;
+                        break;
+                    }
+                    (b',', false) => break,
+                    (b'}', true) | (b']', false) => {
+                        objects >>= 1;
+                        depth -= 1;
+                    }
+                    _ => return None,
+                }
             }
         }
+    }
+
+    /// An object key and its colon, inside a skipped container.
+    fn key(&mut self) -> Option<()> {
+        self.ws();
+        self.string_raw()?;
+        self.ws();
+        self.eat(b':')
+    }
+
+    /// `true`, `false`, `null` or a number, exactly as JSON writes them.
+    #[inline]
+    fn scalar(&mut self) -> Option<()> {
+        let rest = &self.p[self.i..];
+        let lit: &[u8] = match rest.first()? {
+            b't' => b"true",
+            b'f' => b"false",
+            b'n' => b"null",
+            _ => return self.number(),
+        };
+        rest.starts_with(lit).then(|| self.i += lit.len())
+    }
+
+    /// A number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn number(&mut self) -> Option<()> {
+        let rest = &self.p[self.i..];
+        let digits = |i: usize| rest.get(i..).map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+        let mut i = usize::from(rest.first() == Some(&b'-'));
+        let n = digits(i);
+        if n == 0 || (n > 1 && rest[i] == b'0') {
+            return None;
+        }
+        i += n;
+        if rest.get(i) == Some(&b'.') {
+            let n = digits(i + 1);
+            if n == 0 {
+                return None;
+            }
+            i += 1 + n;
+        }
+        if matches!(rest.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(rest.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let n = digits(i);
+            if n == 0 {
+                return None;
+            }
+            i += n;
+        }
+        self.i += i;
+        Some(())
     }
 
     /// Walks an object, calling `field` with the scanner positioned at each value; `field` must
@@ -572,6 +655,10 @@ impl<'a> Scanner<'a> {
         loop {
             self.ws();
             let key = self.string_raw()?;
+            // The full decoder decodes these keys: escaped or non-ASCII ones are its to read.
+            if !key.is_ascii() || key.contains(&b'\\') {
+                return None;
+            }
             self.ws();
             self.eat(b':')?;
             self.ws();
@@ -646,6 +733,11 @@ impl<'a> Scanner<'a> {
                     if let Some(k) = s.int()? {
                         call.key = k;
                     }
+                }
+                b"id" if s.peek()? == b'"' => {
+                    let start = s.i;
+                    s.opt_text()?;
+                    s.skipped.note(start, s.i, true);
                 }
                 b"function" => {
                     if s.null() {
@@ -785,10 +877,10 @@ mod tests {
     }
 
     #[test]
-    fn quote_or_backslash_finds_the_first() {
+    fn string_stop_finds_the_first() {
         for len in 0..150 {
             for at in 0..=len {
-                for c in [b'"', b'\\'] {
+                for c in [b'"', b'\\', 0x00, 0x1F] {
                     let mut v = vec![b'a'; len];
                     v.extend_from_slice(b"xy");
                     if at < len {
@@ -800,9 +892,12 @@ mod tests {
                         if at > 0 {
                             v[at - 1] = 0xE9;
                         }
+                        if at > 1 {
+                            v[at - 2] = b' ';
+                        }
                     }
-                    let want = v.iter().position(|&b| b == b'"' || b == b'\\');
-                    assert_eq!(quote_or_backslash(&v), want, "len {len} at {at}");
+                    let want = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
+                    assert_eq!(string_stop(&v), want, "len {len} at {at}");
                 }
             }
         }
@@ -833,24 +928,44 @@ mod tests {
             assert!(scan(declined).is_none(), "{}", String::from_utf8_lossy(declined));
         }
         assert!(scan(br#"{"choices":[],"usage":null,"x":[1,{"y":"]"}]}"#).is_some());
+        // What the full decoder rejects, or decodes where the scanner would not look.
+        let chunk = |tail: &[u8]| [&br#"{"choices":[{"index":0,"delta":{"content":"a"}}],"#[..], tail, b"}"].concat();
+        for declined in [
+            &b"\"x\":\"a\x01b\""[..],
+            br#""x":"a\qb""#,
+            br#""x":"a\u12G4""#,
+            br#""x":"\ud83d\ude00""#,
+            br#""x":01"#,
+            br#""x":-"#,
+            br#""x":1."#,
+            br#""x":1e"#,
+            br#""x":tru"#,
+            br#""x":{"a" 1}"#,
+            br#""x":{"a":1,}"#,
+            br#""x":[1,]"#,
+            br#""x":[1 2]"#,
+            br#""x":{1:2}"#,
+            br#""x":{"a":1]"#,
+            br#""\u0078":1"#,
+            "\"é\":1".as_bytes(),
+            b"\"id\":\"\xff\"",
+        ] {
+            let p = chunk(declined);
+            assert!(scan(&p).is_none(), "{}", String::from_utf8_lossy(&p));
+        }
+        let call = b"{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"\xff\",\"function\":{\"arguments\":\"{\"}}]}}]}";
+        assert!(scan(call).is_none());
+        for accepted in [
+            &br#""x":"a\"\\\/\b\f\n\r\t\u00e9b""#[..],
+            br#""x":[-0,0.5,-1.25e+3,1E-2,true,false,null,{},[],{"a":[{}]}]"#,
+            br#""x" : { "a" : [ 1 , "b" ] }"#,
+            b"\"x\":\"\xff\"",
+        ] {
+            let p = chunk(accepted);
+            assert!(scan(&p).is_some(), "{}", String::from_utf8_lossy(&p));
+        }
         let u = scan(br#"{"choices":[],"usage":{"prompt_tokens":1,"d":{"x":"}"}},"obfuscation":"a"}"#).unwrap();
         assert_eq!(u.usage, Some(&br#"{"prompt_tokens":1,"d":{"x":"}"}}"#[..]));
     }
 
-    #[test]
-    fn structural_finds_the_first() {
-        for len in 0..40 {
-            for at in 0..=len {
-                for c in [b'"', b'{', b'}', b'[', b']'] {
-                    // Bytes one bit away from the targets must not match.
-                    let mut v: Vec<u8> = (0..len).map(|k| [b'a', b'{' ^ 0x20, b'}' ^ 0x01, 0x02, 0xFB][k % 5]).collect();
-                    if at < len {
-                        v[at] = c;
-                    }
-                    let want = v.iter().position(|b| matches!(b, b'"' | b'{' | b'}' | b'[' | b']'));
-                    assert_eq!(structural(&v), want, "len {len} at {at} {}", c as char);
-                }
-            }
-        }
-    }
 }

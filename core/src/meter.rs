@@ -1013,20 +1013,29 @@ impl Accum {
     }
 }
 
-#[cfg(test)]
+#[cfg(any(test, fuzzing))]
 thread_local!(static FAST_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) });
 
-/// Whether the fast chunk path is on (always, outside tests; tests compare both paths).
+/// Whether the fast chunk path is on (always, outside tests and fuzzing, which compare both
+/// paths).
 #[inline]
 fn fast_path_enabled() -> bool {
-    #[cfg(test)]
+    #[cfg(any(test, fuzzing))]
     {
         FAST_PATH.with(std::cell::Cell::get)
     }
-    #[cfg(not(test))]
+    #[cfg(not(any(test, fuzzing)))]
     {
         true
     }
+}
+
+/// Turns the fast chunk path on or off for this thread, so a fuzz target can compare the two
+/// paths. Only in fuzzing builds (`--cfg fuzzing`, which cargo-fuzz sets).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn set_fast_path(on: bool) {
+    FAST_PATH.with(|f| f.set(on));
 }
 
 #[derive(Clone, Copy)]
@@ -1286,10 +1295,11 @@ mod tests {
         assert!(n > 500);
     }
 
-    /// Usage chunks take the fast path, reading `usage` with the full decoder's type: odd
-    /// values, odd shapes and malformed neighbours give the record full decoding gives.
+    /// Usage chunks take the fast path, reading `usage` with the full decoder's type; odd
+    /// values, odd shapes and malformed neighbours (of usage or of text) give the record full
+    /// decoding gives.
     #[test]
-    fn usage_chunks_read_alike_on_both_paths() {
+    fn odd_chunks_read_alike_on_both_paths() {
         let head = r#"data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}"#;
         for usage in [
             r#""usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":4},"completion_tokens_details":{"reasoning_tokens":1}}"#,
@@ -1312,6 +1322,19 @@ mod tests {
                 FAST_PATH.with(|f| f.set(true));
                 assert_eq!(fast, full, "{body}");
             }
+        }
+        // Odd neighbours of a text chunk, some the full decoder rejects, some it reads.
+        for tail in [
+            "\"x\":\"a\u{1}b\"", r#""x":"a\qb""#, r#""x":"\ud83d\ude00""#, r#""x":01"#, r#""x":1."#,
+            r#""x":{"a" 1}"#, r#""x":[1,]"#, r#""x":{"a":1]"#, r#""\u0078":1"#, "\"é\":1",
+            r#""x":[-0,0.5,-1.25e+3,{},[]]"#, r#""id":"\u00e9""#, r#""model":"m\"x""#,
+        ] {
+            let body = format!("{head}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"b\"}}}}],{tail}}}\n\n");
+            let fast = run(&body);
+            FAST_PATH.with(|f| f.set(false));
+            let full = run(&body);
+            FAST_PATH.with(|f| f.set(true));
+            assert_eq!(fast, full, "{body}");
         }
         let r = run(&format!("{head}\n\ndata: {USAGE}\n\n"));
         assert_eq!((r.source, r.prompt_tokens, r.cached_tokens), (Source::Reported, 10, Some(4)));
