@@ -77,8 +77,9 @@
 //! objects holding arrays or type lists (`unverified_schema`), and on the Responses API:
 //! o-series tools (3 more, one repository), `tool_choice` other than `auto`, `tools: []`,
 //! `function_call` items before gpt-5.4 (2 less each than the chat rendering on non-reasoning
-//! models: DataDog, fantasy, Mirascope; single calls in Mirascope 3 more again) and
-//! consecutive ones on any model, reasoning and other items,
+//! models: DataDog, fantasy, Mirascope; a single call sent back with its `id` and `status` 3
+//! more again: Mirascope, langsmith, logfire) and consecutive ones on any model, reasoning and
+//! other items,
 //! stored prompts and `previous_response_id`.
 
 use std::borrow::Cow;
@@ -1335,6 +1336,11 @@ struct InputItem<'a> {
     call_id: Text<'a>,
     #[serde(borrow, default)]
     output: Content<'a>,
+    /// The item's own id and status: present when an output item is sent back as returned.
+    #[serde(borrow, default)]
+    id: Text<'a>,
+    #[serde(borrow, default)]
+    status: Text<'a>,
 }
 
 crate::request::lenient_object!(InputItem<'a>);
@@ -1368,15 +1374,19 @@ fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> 
         } else {
             match serde_json::from_str::<List<InputItem<'_>>>(raw.get()) {
                 Ok(items) => {
-                    let mut previous_call = false;
-                    for it in items.items {
-                        let call = it.kind.as_deref() == Some("function_call");
-                        if call && previous_call {
+                    let calls: Vec<bool> = items
+                        .items
+                        .iter()
+                        .map(|it| it.kind.as_deref() == Some("function_call"))
+                        .collect();
+                    for (k, it) in items.items.into_iter().enumerate() {
+                        let before = k > 0 && calls[k - 1];
+                        let after = calls.get(k + 1).copied().unwrap_or(false);
+                        if calls[k] && before {
                             // Consecutive calls (parallel): no verified rendering.
                             c.estimated();
                         }
-                        previous_call = call;
-                        input_item(&mut c, it, &mut messages);
+                        input_item(&mut c, it, !before && !after, &mut messages);
                     }
                 }
                 Err(_) => c.estimated(),
@@ -1415,7 +1425,13 @@ fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> 
     c.finish()
 }
 
-fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Message<'a>>) {
+/// One `input` item; `single` is false for a call next to another call.
+fn input_item<'a>(
+    c: &mut Counter<'_>,
+    it: InputItem<'a>,
+    single: bool,
+    messages: &mut Vec<Message<'a>>,
+) {
     match it.kind.as_deref() {
         None | Some("message") if it.role.0.is_some() => {
             messages.push(Message {
@@ -1435,6 +1451,18 @@ fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Mes
             }
             if !c.reasoning {
                 c.total -= 2;
+                // A single call sent back as the service returned it (with its `id` and
+                // `status`) costs 3 more: Mirascope (gpt-4o, gpt-4o-mini, 44 records),
+                // langsmith (gpt-4.1, 4), logfire (gpt-4.1, 1) exact. Calls built by the client
+                // (no `status`: DataDog js with `id`, DataDog py, fantasy, ellmer, Mirascope)
+                // cost nothing more, and so do consecutive calls with `status` (Mirascope).
+                // Why is unknown (the stored item the id names, presumably): the field is a
+                // proxy, so this stays flagged. Against it: two Mirascope turns whose call was
+                // generated in 39 tokens instead of 23 (0 and 2 more, not 3), and the Agents SDK
+                // recordings of March 2025 (0, inside their unexplained 216).
+                if single && it.id.0.is_some() && it.status.0.is_some() {
+                    c.total += 3;
+                }
             }
             let call = ToolCall {
                 id: it.call_id,
@@ -2007,6 +2035,28 @@ type ping = () => any;\n\n\
         assert!(n(&body(&two), model).flags.contains(Flags::PROMPT_ESTIMATED));
         let turn = n(&body(&format!("{user},{call},{out}")), "gpt-5");
         assert!(turn.flags.contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn responses_returned_single_call_costs_three_more() {
+        let e = Encoding::O200kBase;
+        let n = |items: &str| {
+            let b = format!(r#"{{"model":"gpt-4o","input":[{{"role":"user","content":"Hi"}},{items}]}}"#);
+            count(&Request::parse(b.as_bytes()).unwrap(), Endpoint::Responses, "gpt-4o", e).tokens
+        };
+        let call = |id: &str, extra: &str| {
+            format!(r#"{{"type":"function_call","call_id":"{id}","name":"f","arguments":"{{}}"{extra}}}"#)
+        };
+        let out = |id: &str| format!(r#"{{"type":"function_call_output","call_id":"{id}","output":"ok"}}"#);
+        let returned = r#","id":"fc_1","status":"completed""#;
+        let built = n(&format!("{},{}", call("a", ""), out("a")));
+        assert_eq!(n(&format!("{},{}", call("a", returned), out("a"))), built + 3);
+        // An id alone, or consecutive calls: nothing more.
+        assert_eq!(n(&format!("{},{}", call("a", r#","id":"fc_1""#), out("a"))), built);
+        let two = |extra: &str| {
+            n(&format!("{},{},{},{}", call("a", extra), call("b", extra), out("a"), out("b")))
+        };
+        assert_eq!(two(returned), two(""));
     }
 
     #[test]

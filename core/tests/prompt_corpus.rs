@@ -409,7 +409,7 @@ fn responses_prompt_tokens_match_reported() {
             ("responses: stored prompt", 10, 0),
             ("responses: text format", 105, 102),
             ("responses: function tools", 173, 139),
-            ("responses: tools / other items", 195, 67),
+            ("responses: tools / other items", 195, 115),
         ],
     );
 }
