@@ -59,6 +59,13 @@
 //!   on the Responses API for it). One Mirascope test (14 records, −37) reports fewer tokens
 //!   than its messages and tools can cost; its chat twin and its own follow-up turns are
 //!   exact: unexplained.
+//! - **Responses API function calls on gpt-5.4 and later** (`harmony_call_model`): each
+//!   `function_call` item is the harmony message
+//!   `<|start|>assistant<|channel|>commentary to=functions.NAME<|message|>ARGS<|call|>` and each
+//!   `function_call_output` `<|start|>functions.NAME to=assistant<|channel|>commentary<|message|>
+//!   OUTPUT<|end|>` (special tokens 1 each, ARGS compact JSON): 16 of 16 single-call records
+//!   without images exact (ellmer gpt-5.4-nano and gpt-5.6-terra, simonw/llm gpt-5.5).
+//!   Consecutive calls stay flagged.
 //!
 //! Whatever rests on an unverified rule is counted by the closest rule and flagged
 //! `prompt_estimated`: `json_schema` formats on reasoning models (no priming tag, one repository),
@@ -69,8 +76,10 @@
 //! top-level `title` over uncommented properties (or any on the Responses API), or arrays of
 //! objects holding arrays or type lists (`unverified_schema`), and on the Responses API:
 //! o-series tools (3 more, one repository), `tool_choice` other than `auto`, `tools: []`,
-//! `function_call` items (2 less each than the chat rendering on non-reasoning models: DataDog,
-//! fantasy, Mirascope; single calls in Mirascope 3 more again), reasoning and other items,
+//! `function_call` items before gpt-5.4 (2 less each than the chat rendering on non-reasoning
+//! models: DataDog, fantasy, Mirascope; a single call sent back with its `id` and `status` 3
+//! more again: Mirascope, langsmith, logfire) and consecutive ones on any model, reasoning and
+//! other items,
 //! stored prompts and `previous_response_id`.
 
 use std::borrow::Cow;
@@ -166,6 +175,9 @@ struct Counter<'m> {
     reasoning: bool,
     /// Counting a Responses API request (tools and function calls are rendered differently).
     responses: bool,
+    /// Function calls and their outputs rendered as harmony messages ([`Counter::call`],
+    /// [`harmony_result`]): Responses API requests to gpt-5.4 and later.
+    harmony_calls: bool,
     total: i64,
     image_tokens: Option<u64>,
     flags: Flags,
@@ -187,6 +199,7 @@ impl<'m> Counter<'m> {
             per_name,
             reasoning: reasoning_framing(model),
             responses: false,
+            harmony_calls: false,
             // Reply priming.
             total: 3,
             image_tokens: None,
@@ -217,7 +230,18 @@ impl<'m> Counter<'m> {
     }
 
     /// One assistant tool call, rendered as its own message.
+    ///
+    /// With [`Counter::harmony_calls`] the call is the harmony message
+    /// `<|start|>assistant<|channel|>commentary to=functions.NAME<|message|>ARGS<|call|>`:
+    /// `4 + n("assistant") + n("commentary to=functions." + NAME) + n(compact arguments)`.
     fn call(&mut self, name: &str, arguments: &str) {
+        if self.harmony_calls {
+            self.total += 4
+                + self.n("assistant")
+                + self.n(&format!("commentary to=functions.{name}"))
+                + self.n(&compact_json(arguments));
+            return;
+        }
         let header = format!("assistant to=functions.{name}");
         self.total += self.per_message + self.n(&header) + self.n(&compact_json(arguments)) + 3;
     }
@@ -478,6 +502,9 @@ fn count_messages(
 
     let mut tools = tool_section(req, c);
     let mut tool_use = tools.is_some();
+    // Harmony models on the Responses API: calls and outputs of defined tools are verified
+    // (`harmony_call_model`).
+    let mut reasoning_tools_verified = c.harmony_calls && tools.is_some();
     if c.responses {
         if let Some(sec) = tools.take() {
             // The Responses API keeps the tools section out of the messages: it costs
@@ -500,7 +527,6 @@ fn count_messages(
     // every assistant turn with tool calls 6 more (crewAI, fantasy; gpt-5, -mini, -nano; 1 to 3
     // tools). Verified with a system message and `tool_choice` absent or `auto`.
     let gpt5_tools = c.reasoning && !c.responses && tools.is_some() && responses_gpt5(c.model);
-    let mut reasoning_tools_verified = false;
     if gpt5_tools {
         c.total += 85;
         let choice = raw_value(req.tool_choice);
@@ -683,7 +709,11 @@ fn count_messages(
                     ""
                 }
             };
-            c.total += c.per_message + c.n(name) + c.n(&text);
+            c.total += if c.harmony_calls {
+                harmony_result(c, name, &text)
+            } else {
+                c.per_message + c.n(name) + c.n(&text)
+            };
             continue;
         }
         if role == "assistant" {
@@ -697,9 +727,40 @@ fn count_messages(
 
     if tool_use && c.reasoning && !reasoning_tools_verified {
         // o-series turns with tool calls, gpt-5 without a system message, another
-        // `tool_choice`, tool turns without tools: unmeasured.
+        // `tool_choice`, tool turns without tools (harmony models included): unmeasured.
         c.estimated();
     }
+}
+
+/// The result of a function call as a harmony message (see [`Counter::harmony_calls`]):
+/// `<|start|>functions.NAME to=assistant<|channel|>commentary<|message|>OUTPUT<|end|>`, that is
+/// `4 + n("functions." + NAME + " to=assistant") + n("commentary") + n(OUTPUT)`.
+fn harmony_result(c: &Counter<'_>, name: &str, output: &str) -> i64 {
+    4 + c.n(&format!("functions.{name} to=assistant")) + c.n("commentary") + c.n(output)
+}
+
+/// Whether the Responses API renders function calls and their outputs for `model` as harmony
+/// messages (openai/harmony: the call on the `commentary` channel addressed
+/// `to=functions.NAME`, the output from `functions.NAME to=assistant`, no `<|constrain|>`
+/// tag): gpt-5.4 and later.
+///
+/// Measured with the reasoning framing around them: the harmony messages are exact on every
+/// record of single calls without images, ellmer (gpt-5.4-nano, 13 records, 1 to 3 turns with
+/// calls, assistant and user messages between them; gpt-5.6-terra, 1) and simonw/llm (gpt-5.5,
+/// 2, arguments sent with spaces and counted compact): 16 records, 2 repositories, 3 models.
+/// The difference to the chat rendering depends on the function name (7 tokens for most, 8 for
+/// `dice`), so this is a rendering, not a constant. Three ellmer records with an image after
+/// the call cost 3 more than this (flagged by their image estimate). Not verified: gpt-5 (2025-08-07), gpt-5-mini and o4-mini cost 3 less per
+/// call than this (charmbracelet/fantasy only), gpt-5.1 to gpt-5.3 have no recordings, and
+/// several consecutive calls (ellmer: +10 and −2 against this) stay flagged.
+fn harmony_call_model(model: &str) -> bool {
+    let m = model.trim().to_ascii_lowercase();
+    let m = m.strip_prefix("ft:").unwrap_or(&m);
+    let Some(minor) = m.strip_prefix("gpt-5.") else {
+        return false;
+    };
+    let digits: String = minor.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse::<u32>().is_ok_and(|v| v >= 4)
 }
 
 /// An assistant message with several tool calls and the tool messages answering it.
@@ -1275,6 +1336,11 @@ struct InputItem<'a> {
     call_id: Text<'a>,
     #[serde(borrow, default)]
     output: Content<'a>,
+    /// The item's own id and status: present when an output item is sent back as returned.
+    #[serde(borrow, default)]
+    id: Text<'a>,
+    #[serde(borrow, default)]
+    status: Text<'a>,
 }
 
 crate::request::lenient_object!(InputItem<'a>);
@@ -1286,6 +1352,7 @@ crate::request::lenient_object!(InputItem<'a>);
 fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
     let mut c = Counter::new(model, enc, limits);
     c.responses = true;
+    c.harmony_calls = harmony_call_model(model);
     let mut messages: Vec<Message<'_>> = Vec::new();
     if let Some(i) = req.instructions.0.clone() {
         messages.push(Message {
@@ -1307,8 +1374,19 @@ fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> 
         } else {
             match serde_json::from_str::<List<InputItem<'_>>>(raw.get()) {
                 Ok(items) => {
-                    for it in items.items {
-                        input_item(&mut c, it, &mut messages);
+                    let calls: Vec<bool> = items
+                        .items
+                        .iter()
+                        .map(|it| it.kind.as_deref() == Some("function_call"))
+                        .collect();
+                    for (k, it) in items.items.into_iter().enumerate() {
+                        let before = k > 0 && calls[k - 1];
+                        let after = calls.get(k + 1).copied().unwrap_or(false);
+                        if calls[k] && before {
+                            // Consecutive calls (parallel): no verified rendering.
+                            c.estimated();
+                        }
+                        input_item(&mut c, it, !before && !after, &mut messages);
                     }
                 }
                 Err(_) => c.estimated(),
@@ -1347,7 +1425,13 @@ fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> 
     c.finish()
 }
 
-fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Message<'a>>) {
+/// One `input` item; `single` is false for a call next to another call.
+fn input_item<'a>(
+    c: &mut Counter<'_>,
+    it: InputItem<'a>,
+    single: bool,
+    messages: &mut Vec<Message<'a>>,
+) {
     match it.kind.as_deref() {
         None | Some("message") if it.role.0.is_some() => {
             messages.push(Message {
@@ -1358,12 +1442,27 @@ fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Mes
             });
         }
         Some("function_call") => {
-            // Each call costs 2 less than its chat rendering on non-reasoning models (DataDog,
+            // Harmony models: verified for single calls (`harmony_call_model`). Elsewhere each
+            // call costs 2 less than its chat rendering on non-reasoning models (DataDog,
             // fantasy, Mirascope), but single calls in one repository cost 3 more again and
-            // reasoning models more (+4 to +7): still flagged.
-            c.estimated();
+            // gpt-5 and o4-mini 4 more: still flagged.
+            if !c.harmony_calls {
+                c.estimated();
+            }
             if !c.reasoning {
                 c.total -= 2;
+                // A single call sent back as the service returned it (with its `id` and
+                // `status`) costs 3 more: Mirascope (gpt-4o, gpt-4o-mini, 44 records),
+                // langsmith (gpt-4.1, 4), logfire (gpt-4.1, 1) exact. Calls built by the client
+                // (no `status`: DataDog js with `id`, DataDog py, fantasy, ellmer, Mirascope)
+                // cost nothing more, and so do consecutive calls with `status` (Mirascope).
+                // Why is unknown (the stored item the id names, presumably): the field is a
+                // proxy, so this stays flagged. Against it: two Mirascope turns whose call was
+                // generated in 39 tokens instead of 23 (0 and 2 more, not 3), and the Agents SDK
+                // recordings of March 2025 (0, inside their unexplained 216).
+                if single && it.id.0.is_some() && it.status.0.is_some() {
+                    c.total += 3;
+                }
             }
             let call = ToolCall {
                 id: it.call_id,
@@ -1380,7 +1479,10 @@ fn input_item<'a>(c: &mut Counter<'_>, it: InputItem<'a>, messages: &mut Vec<Mes
             });
         }
         Some("function_call_output") => {
-            c.estimated();
+            if !c.harmony_calls || !matches!(it.output, Content::Text(_)) {
+                // Output parts (images, files) in a result: unverified.
+                c.estimated();
+            }
             messages.push(Message {
                 role: Text(Some("tool".into())),
                 content: it.output,
@@ -1896,6 +1998,65 @@ type ping = () => any;\n\n\
         let c = count(&r, Endpoint::Responses, "gpt-4o", e);
         assert_eq!(c.tokens as usize, 3 + 3 + e.count("user") + e.count("Hello"));
         assert!(c.flags.contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn responses_harmony_function_calls() {
+        let e = Encoding::O200kBase;
+        assert!(harmony_call_model("gpt-5.4-nano-2026-03-17") && harmony_call_model("gpt-5.10"));
+        assert!(harmony_call_model("ft:gpt-5.5") && harmony_call_model("gpt-5.6-terra"));
+        for m in ["gpt-5", "gpt-5-mini", "gpt-5.1", "gpt-5.2-chat-latest", "o4-mini", "gpt-4.1"] {
+            assert!(!harmony_call_model(m), "{m}");
+        }
+        let tools = r#""tools":[{"type":"function","name":"dice","description":"Rolls a dice","parameters":{"type":"object","properties":{}}}]"#;
+        let user = r#"{"role":"user","content":"Roll."}"#;
+        let call = r#"{"type":"function_call","call_id":"c1","name":"dice","arguments":"{ }"}"#;
+        let out = r#"{"type":"function_call_output","call_id":"c1","output":"4"}"#;
+        let body = |items: &str| format!(r#"{{"model":"m",{tools},"input":[{items}]}}"#);
+        let n = |b: &str, model: &str| {
+            count(&Request::parse(b.as_bytes()).unwrap(), Endpoint::Responses, model, e)
+        };
+        let model = "gpt-5.4-nano";
+        let first = n(&body(user), model);
+        let turn = n(&body(&format!("{user},{call},{out}")), model);
+        assert!(first.flags.is_empty() && turn.flags.is_empty(), "{:?}", turn.flags);
+        // The arguments count compact.
+        let harmony = 4
+            + e.count("assistant")
+            + e.count("commentary to=functions.dice")
+            + e.count("{}")
+            + 4
+            + e.count("functions.dice to=assistant")
+            + e.count("commentary")
+            + e.count("4");
+        assert_eq!((turn.tokens - first.tokens) as usize, harmony);
+        // Consecutive calls, earlier models: flagged.
+        let two = format!(r#"{user},{call},{},{out}"#, call.replace("c1", "c2"));
+        assert!(n(&body(&two), model).flags.contains(Flags::PROMPT_ESTIMATED));
+        let turn = n(&body(&format!("{user},{call},{out}")), "gpt-5");
+        assert!(turn.flags.contains(Flags::PROMPT_ESTIMATED));
+    }
+
+    #[test]
+    fn responses_returned_single_call_costs_three_more() {
+        let e = Encoding::O200kBase;
+        let n = |items: &str| {
+            let b = format!(r#"{{"model":"gpt-4o","input":[{{"role":"user","content":"Hi"}},{items}]}}"#);
+            count(&Request::parse(b.as_bytes()).unwrap(), Endpoint::Responses, "gpt-4o", e).tokens
+        };
+        let call = |id: &str, extra: &str| {
+            format!(r#"{{"type":"function_call","call_id":"{id}","name":"f","arguments":"{{}}"{extra}}}"#)
+        };
+        let out = |id: &str| format!(r#"{{"type":"function_call_output","call_id":"{id}","output":"ok"}}"#);
+        let returned = r#","id":"fc_1","status":"completed""#;
+        let built = n(&format!("{},{}", call("a", ""), out("a")));
+        assert_eq!(n(&format!("{},{}", call("a", returned), out("a"))), built + 3);
+        // An id alone, or consecutive calls: nothing more.
+        assert_eq!(n(&format!("{},{}", call("a", r#","id":"fc_1""#), out("a"))), built);
+        let two = |extra: &str| {
+            n(&format!("{},{},{},{}", call("a", extra), call("b", extra), out("a"), out("b")))
+        };
+        assert_eq!(two(returned), two(""));
     }
 
     #[test]
