@@ -13,8 +13,9 @@ pub(crate) const MAX_SKIP_DEPTH: usize = 64;
 
 /// Offset of the first `"`, `\\` or control byte (below 0x20, which JSON forbids raw in
 /// strings) in `s`, eight bytes at a time: strings here are mostly keys and short values.
+/// With `NON_ASCII`, bytes from 0x80 stop the search too.
 #[inline]
-fn string_stop(s: &[u8]) -> Option<usize> {
+fn string_stop<const NON_ASCII: bool>(s: &[u8]) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let mut i = 0;
@@ -24,13 +25,16 @@ fn string_stop(s: &[u8]) -> Option<usize> {
         let b = w ^ (LO * u64::from(b'\\'));
         // A zero byte in `q` or `b`, or a byte below 0x20 in `w`, is a match; the lowest
         // flagged byte is always exact.
-        let hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI) | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        let mut hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI) | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        if NON_ASCII {
+            hit |= w & HI;
+        }
         if hit != 0 {
             return Some(i + (hit.trailing_zeros() / 8) as usize);
         }
         i += 8;
     }
-    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20).map(|j| i + j)
+    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (NON_ASCII && c >= 0x80)).map(|j| i + j)
 }
 
 /// Whether `v` is UTF-8 (most strings here are ASCII, which is cheaper to tell).
@@ -456,7 +460,7 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            self.i += string_stop(&self.p[self.i..])?;
+            self.i += string_stop::<false>(&self.p[self.i..])?;
             match self.p[self.i] {
                 b'"' => {
                     let body = &self.p[start..self.i];
@@ -654,11 +658,13 @@ impl<'a> Scanner<'a> {
         }
         loop {
             self.ws();
-            let key = self.string_raw()?;
             // The full decoder decodes these keys: escaped or non-ASCII ones are its to read.
-            if !key.is_ascii() || key.contains(&b'\\') {
-                return None;
-            }
+            self.eat(b'"')?;
+            let start = self.i;
+            self.i += string_stop::<true>(&self.p[start..])?;
+            (self.p[self.i] == b'"').then_some(())?;
+            let key = &self.p[start..self.i];
+            self.i += 1;
             self.ws();
             self.eat(b':')?;
             self.ws();
@@ -897,7 +903,9 @@ mod tests {
                         }
                     }
                     let want = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
-                    assert_eq!(string_stop(&v), want, "len {len} at {at}");
+                    assert_eq!(string_stop::<false>(&v), want, "len {len} at {at}");
+                    let want = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
+                    assert_eq!(string_stop::<true>(&v), want, "len {len} at {at}, keys");
                 }
             }
         }
