@@ -386,26 +386,24 @@ impl Template {
 
 /// Keys seen in one object: a repeated key declines (the full decoder rejects duplicates), so
 /// both paths agree on every input. Inline, no allocation: an object with more keys than fit
-/// declines too.
-#[derive(Default)]
-struct Seen {
-    hashes: [u64; 24],
+/// declines too. Keys are short and mostly of different lengths, so comparing them beats
+/// hashing them.
+struct Seen<'a> {
+    keys: [&'a [u8]; 24],
     len: usize,
 }
 
-impl Seen {
+impl<'a> Seen<'a> {
+    fn new() -> Self {
+        Seen { keys: [&[]; 24], len: 0 }
+    }
+
     #[inline]
-    fn check(&mut self, key: &[u8]) -> Option<()> {
-        // FNV-1a: keys are short; a collision only sends a payload to the full decoder.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        let seen = &mut self.hashes[..self.len];
-        if seen.contains(&h) || self.len == self.hashes.len() {
+    fn check(&mut self, key: &'a [u8]) -> Option<()> {
+        if self.len == self.keys.len() || self.keys[..self.len].contains(&key) {
             return None;
         }
-        self.hashes[self.len] = h;
+        self.keys[self.len] = key;
         self.len += 1;
         Some(())
     }
@@ -649,7 +647,7 @@ impl<'a> Scanner<'a> {
     /// Walks an object, calling `field` with the scanner positioned at each value; `field` must
     /// consume the value. A repeated key declines.
     fn object<F: FnMut(&mut Self, &'a [u8]) -> Option<()>>(&mut self, mut field: F) -> Option<()> {
-        let mut seen = Seen::default();
+        let mut seen = Seen::new();
         self.eat(b'{')?;
         self.ws();
         if self.peek()? == b'}' {
