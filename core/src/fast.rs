@@ -249,13 +249,15 @@ impl Template {
 
     /// Reads `p` like [`scan`], from this template when `p` fits it, else by scanning, after
     /// which the template describes `p`.
-    pub(crate) fn scan<'a>(&mut self, p: &'a [u8]) -> Option<FastChunk<'a>> {
-        if let Some(c) = self.fit(p) {
-            return Some(c);
+    /// Fills `out` and returns true, or returns false (`out` then holds nothing of use).
+    pub(crate) fn scan<'a>(&mut self, p: &'a [u8], out: &mut FastChunk<'a>) -> bool {
+        if self.fit(p, out).is_some() {
+            return true;
         }
-        let (c, skipped) = scan_noting(p)?;
+        let Some((c, skipped)) = scan_noting(p) else { return false };
         self.learn(p, &c, &skipped);
-        Some(c)
+        *out = c;
+        true
     }
 
     fn learn(&mut self, p: &[u8], c: &FastChunk<'_>, skipped: &Skipped) {
@@ -305,22 +307,22 @@ impl Template {
     }
 
     /// `p` read through the template, or `None` when it does not fit.
-    fn fit<'a>(&self, p: &'a [u8]) -> Option<FastChunk<'a>> {
+    /// Fills `out` (which must be fresh) from `p` when `p` fits, else `None`. In place: the
+    /// chunk is large, and the common one is read in a few hundred instructions, so moves show.
+    fn fit<'a>(&self, p: &'a [u8], out: &mut FastChunk<'a>) -> Option<()> {
         if self.bytes.is_empty() {
             return None;
         }
-        let mut out = FastChunk { created: self.created, ..FastChunk::default() };
-        let mut choices: Vec<FastChoice<'a>> = Vec::new();
-        let mut first = None;
+        out.created = self.created;
         for (k, shape) in self.choices.iter().enumerate() {
             let mut c = FastChoice { index: shape.index, n_calls: shape.n_calls, ..FastChoice::default() };
             for (call, from) in c.calls.iter_mut().zip(&shape.calls) {
                 call.key = from.key;
             }
             if k == 0 {
-                first = Some(c);
+                out.first = Some(c);
             } else {
-                choices.push(c);
+                out.more.push(c);
             }
         }
         let (mut t, mut i) = (0, 0);
@@ -362,7 +364,7 @@ impl Template {
                 | Slot::Text(k)
                 | Slot::CallName(k, _)
                 | Slot::CallArgs(k, _) => {
-                    let c = if k == 0 { first.as_mut()? } else { choices.get_mut(k - 1)? };
+                    let c = if k == 0 { out.first.as_mut()? } else { out.more.get_mut(k - 1)? };
                     match slot {
                         Slot::Content(_) => c.content = v,
                         Slot::Refusal(_) => c.refusal = v,
@@ -378,9 +380,7 @@ impl Template {
         if p.get(i..)? != &self.bytes[t..] {
             return None;
         }
-        out.first = first;
-        out.more = choices;
-        Some(out)
+        Some(())
     }
 }
 
@@ -814,6 +814,16 @@ mod tests {
 
     use proptest::prelude::*;
 
+    fn fit<'a>(t: &Template, p: &'a [u8]) -> Option<FastChunk<'a>> {
+        let mut out = FastChunk::default();
+        t.fit(p, &mut out).map(|()| out)
+    }
+
+    fn template_scan<'a>(t: &mut Template, p: &'a [u8]) -> Option<FastChunk<'a>> {
+        let mut out = FastChunk::default();
+        t.scan(p, &mut out).then_some(out)
+    }
+
     /// One chunk from pieces a stream varies: the shape (key order, spacing, Azure or OpenAI
     /// layout), the index, and string values with escapes, quotes and non-ASCII text.
     fn chunk(shape: u8, index: u8, content: &str, fin: Option<&str>, pad: &str) -> Vec<u8> {
@@ -842,13 +852,13 @@ mod tests {
         // Shape 4 repeats the text inside a skipped container, where it is not a hole.
         for shape in 0..4 {
             let mut t = Template::default();
-            assert!(t.fit(&chunk(shape, 0, "Hello", None, "ab")).is_none());
-            t.scan(&chunk(shape, 0, "Hello", None, "ab")).unwrap();
+            assert!(fit(&t, &chunk(shape, 0, "Hello", None, "ab")).is_none());
+            template_scan(&mut t, &chunk(shape, 0, "Hello", None, "ab")).unwrap();
             let next = chunk(shape, 0, " wo\"rld\n", None, "abcdef");
-            let c = t.fit(&next).expect("fits");
+            let c = fit(&t, &next).expect("fits");
             assert_eq!(format!("{:?}", Some(c)), format!("{:?}", scan(&next)));
             // Another index is another shape.
-            assert!(t.fit(&chunk(shape, 1, "x", None, "ab")).is_none());
+            assert!(fit(&t, &chunk(shape, 1, "x", None, "ab")).is_none());
         }
     }
 
@@ -874,7 +884,7 @@ mod tests {
                     _ => { let k = at % (p.len() + 1); p.insert(k, byte); }
                 }
                 let want = format!("{:?}", scan(&p));
-                let got = format!("{:?}", t.scan(&p));
+                let got = format!("{:?}", template_scan(&mut t, &p));
                 prop_assert_eq!(got, want, "{}", String::from_utf8_lossy(&p));
             }
         }
