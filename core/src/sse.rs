@@ -121,7 +121,12 @@ impl Framer {
         let mut data = Data::Owned;
         while pos < piece.len() {
             let rest = &piece[pos..];
-            let Some(i) = memchr2(b'\n', b'\r', rest) else {
+            // The blank line that ends each event needs no search.
+            let found = match rest[0] {
+                b'\n' | b'\r' => Some(0),
+                _ => memchr2(b'\n', b'\r', rest),
+            };
+            let Some(i) = found else {
                 self.stash(rest);
                 break;
             };
@@ -217,12 +222,16 @@ impl Framer {
         if line[0] == b':' {
             return;
         }
-        let (field, value) = match memchr::memchr(b':', line) {
-            Some(c) => {
-                let v = &line[c + 1..];
-                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
-            }
-            None => (line, &b""[..]),
+        // Nearly every line is `data:`; the others are split at their first colon.
+        let (field, value) = match line.strip_prefix(b"data:") {
+            Some(v) => (&b"data"[..], v.strip_prefix(b" ").unwrap_or(v)),
+            None => match memchr::memchr(b':', line) {
+                Some(c) => {
+                    let v = &line[c + 1..];
+                    (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+                }
+                None => (line, &b""[..]),
+            },
         };
         match field {
             b"data" => self.push_data(value, borrowable, data),
