@@ -1318,11 +1318,7 @@ mod tests {
         ] {
             for choices in ["[]", r#"[{"index":0,"delta":{},"finish_reason":"stop"}]"#] {
                 let body = format!("{head}\n\ndata: {{\"id\":\"c\",\"choices\":{choices},{usage}}}\n\ndata: [DONE]\n\n");
-                let fast = run(&body);
-                FAST_PATH.with(|f| f.set(false));
-                let full = run(&body);
-                FAST_PATH.with(|f| f.set(true));
-                assert_eq!(fast, full, "{body}");
+                on_both_paths(&body);
             }
         }
         // Odd neighbours of a text chunk, some the full decoder rejects, some it reads.
@@ -1332,14 +1328,20 @@ mod tests {
             r#""x":[-0,0.5,-1.25e+3,{},[]]"#, r#""id":"\u00e9""#, r#""model":"m\"x""#,
         ] {
             let body = format!("{head}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"b\"}}}}],{tail}}}\n\n");
-            let fast = run(&body);
-            FAST_PATH.with(|f| f.set(false));
-            let full = run(&body);
-            FAST_PATH.with(|f| f.set(true));
-            assert_eq!(fast, full, "{body}");
+            on_both_paths(&body);
         }
-        let r = run(&format!("{head}\n\ndata: {USAGE}\n\n"));
+        let r = on_both_paths(&format!("{head}\n\ndata: {USAGE}\n\n"));
         assert_eq!((r.source, r.prompt_tokens, r.cached_tokens), (Source::Reported, 10, Some(4)));
+    }
+
+    /// The record of `body` with the fast path on, checked equal to the one with it off.
+    fn on_both_paths(body: &str) -> UsageRecord {
+        let fast = run(body);
+        FAST_PATH.with(|f| f.set(false));
+        let full = run(body);
+        FAST_PATH.with(|f| f.set(true));
+        assert_eq!(fast, full, "{body}");
+        fast
     }
 
     #[test]

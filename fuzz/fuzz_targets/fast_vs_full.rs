@@ -24,11 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some(s) = usagetap_fuzz::split(data) else {
         return;
     };
-    let mut opts = MeterOptions::default();
-    if s.cfg & 1 != 0 {
-        opts.limits = usagetap_fuzz::small_limits();
-    }
-    opts.reconcile = s.cfg & 2 != 0;
+    let opts = usagetap_fuzz::options(s.cfg);
     let fast = run(&s, &opts, true);
     let full = run(&s, &opts, false);
     assert_eq!(fast, full, "the fast path read the stream differently");

@@ -4,17 +4,13 @@
 //! bit 7: one-byte pieces.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use usagetap::{meter, Meter, MeterOptions};
+use usagetap::{meter, Meter};
 
 fuzz_target!(|data: &[u8]| {
     let Some(s) = usagetap_fuzz::split(data) else {
         return;
     };
-    let mut opts = MeterOptions::default();
-    if s.cfg & 1 != 0 {
-        opts.limits = usagetap_fuzz::small_limits();
-    }
-    opts.reconcile = s.cfg & 2 != 0;
+    let opts = usagetap_fuzz::options(s.cfg);
     let (req, resp) = match s.body.iter().position(|&b| b == 0) {
         Some(i) if s.cfg & 4 != 0 => (&s.body[..i], &s.body[i + 1..]),
         _ => (&[][..], s.body),

@@ -70,6 +70,16 @@ pub fn base64(bytes: &[u8]) -> String {
     s
 }
 
+/// The meter options of the split targets: cfg bit 0 small limits, bit 1 reconcile.
+pub fn options(cfg: u8) -> usagetap::MeterOptions {
+    let mut opts = usagetap::MeterOptions::default();
+    if cfg & 1 != 0 {
+        opts.limits = small_limits();
+    }
+    opts.reconcile = cfg & 2 != 0;
+    opts
+}
+
 /// Small limits, so that the limit paths are reached by short inputs.
 pub fn small_limits() -> usagetap::Limits {
     usagetap::Limits {
