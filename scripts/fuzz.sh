@@ -41,10 +41,12 @@ LOGS="$ROOT/target/fuzz-logs"
 mkdir -p "$LOGS"
 
 run() {
-    local t=$1
+    local t=$1 dict=
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    # Targets that read response JSON get the dictionary of its keys and odd values.
+    if grep -qx "$t" fuzz/dict/targets; then dict=-dict=fuzz/dict/json.dict; fi
     # shellcheck disable=SC2086
-    "$BIN/$t" "fuzz/corpus/$t" \
+    "$BIN/$t" "fuzz/corpus/$t" $dict \
         -max_total_time="$SECS" -max_len=65536 -timeout=20 -rss_limit_mb=2048 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 ${FUZZ_ARGS:-} \
         >"$LOGS/$t.log" 2>&1 && echo 0 >"$LOGS/$t.rc" || echo $? >"$LOGS/$t.rc"

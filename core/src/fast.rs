@@ -37,6 +37,12 @@ fn string_stop<const NON_ASCII: bool>(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (NON_ASCII && c >= 0x80)).map(|j| i + j)
 }
 
+/// Whether an `object` value may name a Responses API body (`"response"`, perhaps escaped),
+/// whose `status` and `output` the full decoder reads whether or not they are present.
+fn response_object(v: &[u8]) -> bool {
+    v == b"response" || v.contains(&b'\\')
+}
+
 /// Whether `v` is UTF-8 (most strings here are ASCII, which is cheaper to tell).
 #[inline]
 fn utf8(v: &[u8]) -> bool {
@@ -148,7 +154,12 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
             }
             b"id" => out.id = s.opt_text()?,
             b"model" => out.model = s.opt_text()?,
-            b"object" => out.object = s.opt_text()?,
+            b"object" => {
+                out.object = s.opt_text()?;
+                if out.object.is_some_and(response_object) {
+                    return None;
+                }
+            }
             b"system_fingerprint" => out.system_fingerprint = s.opt_text()?,
             b"created" => out.created = s.int()?,
             b"usage" => {
@@ -345,7 +356,7 @@ impl Template {
             } else {
                 let mut s = Scanner { p, i: i + fixed, skipped: Skipped::default() };
                 let v = s.string_raw()?;
-                if slot.unchecked_text() && !utf8(v) {
+                if (slot.unchecked_text() && !utf8(v)) || (matches!(slot, Slot::Object) && response_object(v)) {
                     return None;
                 }
                 (same, i) = (0, s.i);
@@ -738,8 +749,11 @@ impl<'a> Scanner<'a> {
                         call.key = k;
                     }
                 }
-                b"id" if s.peek()? == b'"' => {
+                // The full decoder decodes the id whatever its type (a number it cannot hold
+                // rejects the chunk there): only a string or null is read here.
+                b"id" if !s.null() => {
                     let start = s.i;
+                    (s.peek()? == b'"').then_some(())?;
                     s.opt_text()?;
                     s.skipped.note(start, s.i, true);
                 }

@@ -1365,28 +1365,22 @@ mod tests {
         assert_eq!(r.completion_tokens, Encoding::O200kBase.count("ééééé") as u64);
     }
 
-    /// Divergence (review): a tool call's `id` that is not a string. The scanner reads `id`
-    /// only when it starts with `"` (fast.rs `tool_call`, the `b"id" if s.peek()? == b'"'` arm)
-    /// and otherwise skips it with `skip()`, which accepts any well-formed value. The full
-    /// decoder does not skip it: `ToolCall::id` is a `Text` (wire.rs), read with
-    /// `deserialize_any`, so serde_json parses the number and rejects `1e400` ("number out of
-    /// range"); the whole event is then dropped (`malformed_event_skipped`, no choice), while
-    /// the fast path keeps the call and counts it. Same cause: `"id":{"\xff":1}` (the map key
-    /// is decoded as a str by `Text::visit_map`, and invalid UTF-8 fails it) and `"id":-1e999`.
+    /// A tool call's `id` is decoded by the full decoder whatever its type, so a value it
+    /// cannot hold (`1e400`, a map with a non-UTF-8 key) drops the event there; the scanner
+    /// reads only a string or null there and declines the rest.
     #[test]
-    fn review_tool_call_id_number_out_of_range_reads_alike() {
-        on_both_paths("data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"id\":1e400,\"function\":{\"name\":\"f\"}}]}}]}\n\ndata: [DONE]\n\n");
+    fn tool_call_id_of_any_type_reads_alike() {
+        for id in ["1e400", "-1e999", "{\"\u{e9}\":1}", "7", "null", "[]", "\"c1\""] {
+            on_both_paths(&format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"id\":{id},\"function\":{{\"name\":\"f\"}}}}]}}}}]}}\n\ndata: [DONE]\n\n"));
+        }
     }
 
-    /// Divergence (review): a Responses API body-shaped event the scanner accepts. `apply`
-    /// resets `response_unfinished` from `status` on every message whose `object` is
-    /// `"response"` (meter.rs `if m.object.as_deref() == Some("response")`), so an absent
-    /// `status` clears it; `apply_fast` never touches `response_unfinished`, and the scanner
-    /// accepts `{"object":"response"}` (it declines `status`/`output`, not `object`). After an
-    /// earlier `in_progress` event the fast path keeps `response_not_finished`, the full path
-    /// drops it.
+    /// An event with `"object":"response"` is a Responses API body to the full decoder, which
+    /// then sets whether the response is finished from `status`, present or not; the scanner
+    /// declines it.
     #[test]
-    fn review_response_object_without_status_reads_alike() {
+    fn response_object_reads_alike() {
         on_both_paths("data: {\"object\":\"response\",\"status\":\"in_progress\"}\n\ndata: {\"object\":\"response\"}\n\n");
+        on_both_paths("data: {\"object\":\"response\",\"status\":\"in_progress\"}\n\ndata: {\"object\":\"respons\\u0065\"}\n\n");
     }
 }
