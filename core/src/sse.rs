@@ -222,16 +222,14 @@ impl Framer {
         if line[0] == b':' {
             return;
         }
-        // Nearly every line is `data:`; the others are split at their first colon.
-        let (field, value) = match line.strip_prefix(b"data:") {
-            Some(v) => (&b"data"[..], v.strip_prefix(b" ").unwrap_or(v)),
-            None => match memchr::memchr(b':', line) {
-                Some(c) => {
-                    let v = &line[c + 1..];
-                    (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
-                }
-                None => (line, &b""[..]),
-            },
+        // Nearly every line is `data:`, whose colon needs no search.
+        let colon = if line.starts_with(b"data:") { Some(4) } else { memchr::memchr(b':', line) };
+        let (field, value) = match colon {
+            Some(c) => {
+                let v = &line[c + 1..];
+                (&line[..c], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
         };
         match field {
             b"data" => self.push_data(value, borrowable, data),
