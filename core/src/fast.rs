@@ -37,12 +37,6 @@ fn string_stop<const NON_ASCII: bool>(s: &[u8]) -> Option<usize> {
     s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (NON_ASCII && c >= 0x80)).map(|j| i + j)
 }
 
-/// Whether an `object` value may name a Responses API body (`"response"`, perhaps escaped),
-/// whose `status` and `output` the full decoder reads whether or not they are present.
-fn response_object(v: &[u8]) -> bool {
-    v == b"response" || v.contains(&b'\\')
-}
-
 /// Whether `v` is UTF-8 (most strings here are ASCII, which is cheaper to tell).
 #[inline]
 fn utf8(v: &[u8]) -> bool {
@@ -152,15 +146,10 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
                     })?;
                 }
             }
-            b"id" => out.id = s.opt_text()?,
-            b"model" => out.model = s.opt_text()?,
-            b"object" => {
-                out.object = s.opt_text()?;
-                if out.object.is_some_and(response_object) {
-                    return None;
-                }
-            }
-            b"system_fingerprint" => out.system_fingerprint = s.opt_text()?,
+            b"id" => out.id = s.opt_value(Slot::Id)?,
+            b"model" => out.model = s.opt_value(Slot::Model)?,
+            b"object" => out.object = s.opt_value(Slot::Object)?,
+            b"system_fingerprint" => out.system_fingerprint = s.opt_value(Slot::Fingerprint)?,
             b"created" => out.created = s.int()?,
             b"usage" => {
                 if !s.null() {
@@ -228,10 +217,18 @@ enum Slot {
 }
 
 impl Slot {
-    /// Whether a changed value must be checked as UTF-8 here: the full decoder decodes it,
-    /// and the meter does not always (metadata it already knows, skipped strings).
-    fn unchecked_text(self) -> bool {
-        matches!(self, Slot::Id | Slot::Model | Slot::Object | Slot::Fingerprint | Slot::SkipText)
+    /// Whether the fast path may take `v` (a string's raw body that `string_raw` accepted) as
+    /// this slot's value; the scanner asks when it reads the value, the template when the value
+    /// changed. Strings the full decoder decodes but the meter does not always decode (metadata
+    /// it already knows, a tool call's `id`) must be UTF-8 here; and an `object` that may name
+    /// a Responses API body (`"response"`, perhaps escaped) is left to the full decoder, which
+    /// then reads `status` and `output` whether or not they are present.
+    fn accepts(self, v: &[u8]) -> bool {
+        match self {
+            Slot::Object => utf8(v) && v != b"response" && !v.contains(&b'\\'),
+            Slot::Id | Slot::Model | Slot::Fingerprint | Slot::SkipText => utf8(v),
+            _ => true,
+        }
     }
 }
 
@@ -356,7 +353,7 @@ impl Template {
             } else {
                 let mut s = Scanner { p, i: i + fixed, skipped: Skipped::default() };
                 let v = s.string_raw()?;
-                if (slot.unchecked_text() && !utf8(v)) || (matches!(slot, Slot::Object) && response_object(v)) {
+                if !slot.accepts(v) {
                     return None;
                 }
                 (same, i) = (0, s.i);
@@ -496,11 +493,10 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// [`Self::opt_string`] for a string the full decoder decodes and the meter may not:
-    /// its UTF-8 is checked here.
-    fn opt_text(&mut self) -> Option<Option<&'a [u8]>> {
+    /// [`Self::opt_string`] for the value of `slot`, which it must accept ([`Slot::accepts`]).
+    fn opt_value(&mut self, slot: Slot) -> Option<Option<&'a [u8]>> {
         let v = self.opt_string()?;
-        v.map_or(true, utf8).then_some(v)
+        v.map_or(true, |v| slot.accepts(v)).then_some(v)
     }
 
     /// A string or `null`; any other value declines.
@@ -520,17 +516,16 @@ impl<'a> Scanner<'a> {
             return Some(None);
         }
         let start = self.i;
-        let mut v: i64 = 0;
-        while let Some(d @ b'0'..=b'9') = self.peek() {
-            v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
-            self.i += 1;
-        }
-        // JSON has no leading zeros; fractions and exponents are the full decoder's.
-        let leading_zero = self.i - start > 1 && self.p[start] == b'0';
-        if self.i == start || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
-            return None;
-        }
-        Some(Some(v))
+        self.number()?;
+        // Only a plain non-negative integer that fits; a sign, fraction or exponent, or a
+        // larger value, is the full decoder's to read.
+        self.p[start..self.i]
+            .iter()
+            .try_fold(0i64, |v, &d| {
+                let d = char::from(d).to_digit(10)?;
+                v.checked_mul(10)?.checked_add(i64::from(d))
+            })
+            .map(Some)
     }
 
     /// Skips any value, checking it as strictly as the full decoder's skipping does (strings,
@@ -754,7 +749,7 @@ impl<'a> Scanner<'a> {
                 b"id" if !s.null() => {
                     let start = s.i;
                     (s.peek()? == b'"').then_some(())?;
-                    s.opt_text()?;
+                    s.opt_value(Slot::SkipText)?;
                     s.skipped.note(start, s.i, true);
                 }
                 b"function" => {

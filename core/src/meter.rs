@@ -1330,6 +1330,10 @@ mod tests {
             let body = format!("{head}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"b\"}}}}],{tail}}}\n\n");
             on_both_paths(&body);
         }
+        // Choice indexes and `created` the scanner reads as integers, or leaves to the full decoder.
+        for n in ["0", "01", "-1", "-0", "1.0", "1e0", "9223372036854775807", "9223372036854775808", "null", "\"1\""] {
+            on_both_paths(&format!("{head}\n\ndata: {{\"created\":{n},\"choices\":[{{\"index\":{n},\"delta\":{{\"content\":\"b\"}}}}]}}\n\n"));
+        }
         let r = on_both_paths(&format!("{head}\n\ndata: {USAGE}\n\n"));
         assert_eq!((r.source, r.prompt_tokens, r.cached_tokens), (Source::Reported, 10, Some(4)));
     }
