@@ -698,14 +698,7 @@ impl Accum {
             self.system_fingerprint = m.system_fingerprint.as_deref().map(str::to_owned);
         }
         if self.endpoint.is_none() {
-            self.endpoint = match (m.object.as_deref(), m.kind.as_deref()) {
-                (Some("chat.completion" | "chat.completion.chunk"), _) => Some(Endpoint::ChatCompletions),
-                (Some("text_completion"), _) => Some(Endpoint::Completions),
-                (Some("list"), _) => Some(Endpoint::Embeddings),
-                (Some("response"), _) => Some(Endpoint::Responses),
-                (_, Some(k)) if k.starts_with("response.") => Some(Endpoint::Responses),
-                _ => None,
-            };
+            self.endpoint = endpoint_of(m.object.as_deref(), m.kind.as_deref());
         }
         if let Some(e) = &m.error {
             self.error = Some(error_text(e));
@@ -838,16 +831,32 @@ impl Accum {
     /// Applies a chunk read by the fast path, with the same effects as [`Self::apply`] on its
     /// full decoding. Returns false (having changed nothing) when a string does not decode.
     fn apply_fast(&mut self, c: &fast::FastChunk<'_>) -> bool {
-        // Validate every string this chunk will use before changing anything, so a string the
+        // Every string this chunk will use is decoded before anything changes, so a string the
         // fast path cannot decode leaves the chunk to the full decoder untouched. Metadata is
         // decoded only while it is still unknown: after the first chunk that costs nothing.
-        let text = |raw: Option<&[u8]>| raw.map_or(true, |r| fast::text(r).is_some());
-        let meta_ok = (self.id.is_some() || text(c.id))
-            && (self.model.is_some() || text(c.model))
-            && (self.endpoint.is_some() || text(c.object))
-            && (self.system_fingerprint.is_some() || text(c.system_fingerprint));
-        if !meta_ok {
-            return false;
+        type Str<'c> = Option<std::borrow::Cow<'c, str>>;
+        fn meta(known: bool, raw: Option<&[u8]>) -> Option<Str<'_>> {
+            match raw {
+                Some(r) if !known => fast::text(r).map(Some),
+                _ => Some(None),
+            }
+        }
+        let settled = self.id.is_some()
+            && self.model.is_some()
+            && self.created.is_some()
+            && self.endpoint.is_some()
+            && self.system_fingerprint.is_some();
+        let mut new_meta = None;
+        if !settled {
+            let (Some(id), Some(model), Some(object), Some(fingerprint)) = (
+                meta(self.id.is_some(), c.id),
+                meta(self.model.is_some(), c.model),
+                meta(self.endpoint.is_some(), c.object),
+                meta(self.system_fingerprint.is_some(), c.system_fingerprint),
+            ) else {
+                return false;
+            };
+            new_meta = Some((id, model, object, fingerprint));
         }
         // Usage with the full decoder's own type: a value it rejects rejects the whole chunk
         // there, so here it declines.
@@ -859,7 +868,6 @@ impl Accum {
             },
         };
         // Each choice's strings, decoded once: checked before anything changes, then applied.
-        type Str<'c> = Option<std::borrow::Cow<'c, str>>;
         type Decoded<'c> = ([Str<'c>; 4], [(i64, Str<'c>, Str<'c>); 2]);
         // Decoded in place: moving a few hundred bytes per chunk shows at these speeds.
         fn decode<'c>(ch: &fast::FastChoice<'c>, out: &mut Decoded<'c>) -> Option<()> {
@@ -888,24 +896,14 @@ impl Accum {
             }
             more.push((ch.index, ch.n_calls, d));
         }
-        fn dec(raw: Option<&[u8]>) -> Option<std::borrow::Cow<'_, str>> {
-            raw.and_then(fast::text)
-        }
-        if self.id.is_none() || self.model.is_none() || self.created.is_none() {
-            let (id, model) = (dec(c.id), dec(c.model));
+        if let Some((id, model, object, fingerprint)) = new_meta {
             self.set_meta(id.as_deref(), model.as_deref(), c.created);
-        }
-        if self.system_fingerprint.is_none() {
-            self.system_fingerprint = dec(c.system_fingerprint).map(std::borrow::Cow::into_owned);
-        }
-        if self.endpoint.is_none() {
-            self.endpoint = match dec(c.object).as_deref() {
-                Some("chat.completion" | "chat.completion.chunk") => Some(Endpoint::ChatCompletions),
-                Some("text_completion") => Some(Endpoint::Completions),
-                Some("list") => Some(Endpoint::Embeddings),
-                Some("response") => Some(Endpoint::Responses),
-                _ => None,
-            };
+            if self.system_fingerprint.is_none() {
+                self.system_fingerprint = fingerprint.map(std::borrow::Cow::into_owned);
+            }
+            if self.endpoint.is_none() {
+                self.endpoint = endpoint_of(object.as_deref(), None);
+            }
         }
         if let Some(u) = usage {
             self.set_usage(u);
@@ -1012,6 +1010,18 @@ impl Accum {
         };
         self.text_bytes += s.len();
         (!s.is_empty()).then_some(s)
+    }
+}
+
+/// The endpoint a response message's `object` (or a Responses API event's `type`) names.
+fn endpoint_of(object: Option<&str>, kind: Option<&str>) -> Option<Endpoint> {
+    match (object, kind) {
+        (Some("chat.completion" | "chat.completion.chunk"), _) => Some(Endpoint::ChatCompletions),
+        (Some("text_completion"), _) => Some(Endpoint::Completions),
+        (Some("list"), _) => Some(Endpoint::Embeddings),
+        (Some("response"), _) => Some(Endpoint::Responses),
+        (_, Some(k)) if k.starts_with("response.") => Some(Endpoint::Responses),
+        _ => None,
     }
 }
 
