@@ -516,16 +516,17 @@ impl<'a> Scanner<'a> {
             return Some(None);
         }
         let start = self.i;
-        self.number()?;
-        // Only a plain non-negative integer that fits; a sign, fraction or exponent, or a
-        // larger value, is the full decoder's to read.
-        self.p[start..self.i]
-            .iter()
-            .try_fold(0i64, |v, &d| {
-                let d = char::from(d).to_digit(10)?;
-                v.checked_mul(10)?.checked_add(i64::from(d))
-            })
-            .map(Some)
+        let mut v: i64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            v = v.checked_mul(10)?.checked_add(i64::from(d - b'0'))?;
+            self.i += 1;
+        }
+        // JSON has no leading zeros; fractions and exponents are the full decoder's.
+        let leading_zero = self.i - start > 1 && self.p[start] == b'0';
+        if self.i == start || leading_zero || matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        Some(Some(v))
     }
 
     /// Skips any value, checking it as strictly as the full decoder's skipping does (strings,
