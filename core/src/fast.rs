@@ -238,9 +238,9 @@ impl Slot {
 /// (the text, OpenAI's `obfuscation` padding). A payload that equals the template byte for
 /// byte outside the holes, with a JSON string in each hole, is read exactly as the scanner
 /// would read it: every decision the scanner makes depends on bytes outside string values,
-/// and a changed string is checked with the same code (`string_raw`, plus UTF-8 for the
-/// strings only the full decoder would decode). So the match skips the walk and hands back the same [`FastChunk`], at the cost of a
-/// few comparisons of unchanged bytes.
+/// and a changed string is checked with the same code (`string_raw`, then
+/// [`Slot::accepts`]). So the match skips the walk and hands back the same [`FastChunk`], at
+/// the cost of a few comparisons of unchanged bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Template {
     bytes: Vec<u8>,
@@ -255,9 +255,9 @@ impl Template {
     /// Most holes kept; a chunk with more string values is not templated.
     const MAX_HOLES: usize = 24;
 
-    /// Reads `p` like [`scan`], from this template when `p` fits it, else by scanning, after
-    /// which the template describes `p`.
-    /// Fills `out` and returns true, or returns false (`out` then holds nothing of use).
+    /// Reads `p` like [`scan`] into `out` (which must be fresh), from this template when `p`
+    /// fits it, else by scanning, after which the template describes `p`. False when `p` is the
+    /// full decoder's (`out` then holds nothing of use).
     pub(crate) fn scan<'a>(&mut self, p: &'a [u8], out: &mut FastChunk<'a>) -> bool {
         if self.fit(p, out).is_some() {
             return true;
@@ -314,9 +314,9 @@ impl Template {
         self.bytes.extend_from_slice(p);
     }
 
-    /// `p` read through the template, or `None` when it does not fit.
-    /// Fills `out` (which must be fresh) from `p` when `p` fits, else `None`. In place: the
-    /// chunk is large, and the common one is read in a few hundred instructions, so moves show.
+    /// `p` read through the template into `out` (which must be fresh), or `None` when it does
+    /// not fit. In place: the chunk is large, and the common one is read in a few hundred
+    /// instructions, so moves show.
     fn fit<'a>(&self, p: &'a [u8], out: &mut FastChunk<'a>) -> Option<()> {
         if self.bytes.is_empty() {
             return None;
