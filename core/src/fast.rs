@@ -818,6 +818,15 @@ pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     serde_json::from_slice::<String>(&quoted).ok().map(std::borrow::Cow::Owned)
 }
 
+/// [`text`] as UTF-8 bytes, which spares a plain string the conversion to `str`.
+pub(crate) fn text_bytes(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    let plain = if raw.len() <= 16 { !raw.contains(&b'\\') } else { memchr::memchr(b'\\', raw).is_none() };
+    if plain {
+        return utf8(raw).then_some(std::borrow::Cow::Borrowed(raw));
+    }
+    text(raw).map(|s| std::borrow::Cow::Owned(s.into_owned().into_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -416,8 +416,10 @@ struct ToolAcc {
 #[derive(Clone, Debug, Default)]
 struct ChoiceAcc {
     index: u32,
-    text: String,
-    refusal: String,
+    /// UTF-8 (every piece is checked before it is appended), kept as bytes so the fast path
+    /// can append a checked piece without converting it.
+    text: Vec<u8>,
+    refusal: Vec<u8>,
     tools: Vec<ToolAcc>,
     finish_reason: Option<String>,
     /// Responses API output message items (each costs one hidden token).
@@ -437,7 +439,7 @@ impl ChoiceAcc {
     /// - a text answer when the request defined tools: one more (two hundred records, every
     ///   family), and with a `json_schema` response format as well, five more.
     fn count(&self, enc: Encoding, ctx: &CompletionContext) -> u64 {
-        let mut n = enc.count(&self.text) + enc.count(&self.refusal);
+        let mut n = enc.count(&String::from_utf8_lossy(&self.text)) + enc.count(&String::from_utf8_lossy(&self.refusal));
         n += self.output_messages as usize * RESPONSES_MESSAGE_FRAMING;
         match self.tools.as_slice() {
             [] => {
@@ -846,6 +848,17 @@ impl Accum {
             && self.created.is_some()
             && self.endpoint.is_some()
             && self.system_fingerprint.is_some();
+        // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
+        // Same effect as the general case below, without setting it up.
+        if let (true, None, Some(ch), true) = (settled, c.usage, &c.first, c.more.is_empty()) {
+            if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
+                let Some(s) = fast::text_bytes(raw) else { return false };
+                if let Some(i) = self.choice(ch.index) {
+                    self.push_utf8(i, Part::Text, &s);
+                }
+                return true;
+            }
+        }
         let mut new_meta = None;
         if !settled {
             let (Some(id), Some(model), Some(object), Some(fingerprint)) = (
@@ -967,11 +980,19 @@ impl Accum {
 
     /// Appends completion text within the text budget (cut at a character boundary).
     fn push_text(&mut self, choice: usize, part: Part, s: &str) {
-        let Some(s) = self.budget(s) else { return };
+        self.push_utf8(choice, part, s.as_bytes());
+    }
+
+    /// [`Self::push_text`] for bytes the caller has checked are UTF-8.
+    fn push_utf8(&mut self, choice: usize, part: Part, s: &[u8]) {
+        let cut = self.budget(s.len(), |i| s.get(i).map_or(true, |&b| b & 0xC0 != 0x80));
+        if cut == 0 {
+            return;
+        }
         let c = &mut self.choices[choice];
         match part {
-            Part::Text => c.text.push_str(s),
-            Part::Refusal => c.refusal.push_str(s),
+            Part::Text => c.text.extend_from_slice(&s[..cut]),
+            Part::Refusal => c.refusal.extend_from_slice(&s[..cut]),
         }
     }
 
@@ -987,29 +1008,28 @@ impl Accum {
                 self.choices[choice].tools.len() - 1
             }
         };
-        if let Some(n) = name.and_then(|n| self.budget(n)) {
-            self.choices[choice].tools[pos].name.push_str(n);
+        if let Some(n) = name {
+            let cut = self.budget(n.len(), |i| n.is_char_boundary(i));
+            self.choices[choice].tools[pos].name.push_str(&n[..cut]);
         }
-        if let Some(a) = args.and_then(|a| self.budget(a)) {
-            self.choices[choice].tools[pos].arguments.push_str(a);
+        if let Some(a) = args {
+            let cut = self.budget(a.len(), |i| a.is_char_boundary(i));
+            self.choices[choice].tools[pos].arguments.push_str(&a[..cut]);
         }
     }
 
-    /// The part of `s` that fits in the remaining text budget.
-    fn budget<'s>(&mut self, s: &'s str) -> Option<&'s str> {
+    /// How many of a text's `len` bytes fit in the remaining text budget, cut where
+    /// `boundary` says a character starts. Once a text is cut the budget is spent, so what
+    /// was kept is a prefix of the stream's text, not a prefix with later pieces mixed in.
+    fn budget(&mut self, len: usize, boundary: impl Fn(usize) -> bool) -> usize {
         let room = self.max_text.saturating_sub(self.text_bytes);
-        let s = if s.len() > room {
-            self.flags.insert(Flags::TEXT_LIMIT_REACHED);
-            let mut cut = room;
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            &s[..cut]
-        } else {
-            s
-        };
-        self.text_bytes += s.len();
-        (!s.is_empty()).then_some(s)
+        if len <= room {
+            self.text_bytes += len;
+            return len;
+        }
+        self.flags.insert(Flags::TEXT_LIMIT_REACHED);
+        self.text_bytes = self.max_text;
+        (0..=room).rev().find(|&i| boundary(i)).unwrap_or(0)
     }
 }
 
@@ -1377,6 +1397,27 @@ mod tests {
         let r = run_with(b"", body, o);
         assert!(has(&r, "text_limit_reached"));
         assert_eq!(r.completion_tokens, Encoding::O200kBase.count("ééééé") as u64);
+    }
+
+    /// The budget cuts a stream's text at a character boundary on both paths, whether the
+    /// piece is plain, escaped, ASCII or not, and whatever byte the limit falls on.
+    #[test]
+    fn text_limit_cuts_stream_text_alike_on_both_paths() {
+        let chunk = |c: &str| format!("data: {{\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}}}}]}}\n\n");
+        let body: String = ["ab", "é東", "\\u00e9x", "😀😀", "\\n\\\"", "naïve"].iter().map(|c| chunk(c)).collect::<String>() + "data: [DONE]\n\n";
+        for limit in 0..30 {
+            let mut o = MeterOptions::default();
+            o.limits.max_text_bytes = limit;
+            let fast = run_with(b"", &body, o.clone());
+            FAST_PATH.with(|f| f.set(false));
+            let full = run_with(b"", &body, o);
+            FAST_PATH.with(|f| f.set(true));
+            assert_eq!(fast, full, "limit {limit}");
+            assert_eq!(has(&fast, "text_limit_reached"), limit < 26, "limit {limit}");
+            let text = "abé東éx😀😀\n\"naïve";
+            let cut = (0..=limit.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+            assert_eq!(fast.completion_tokens, Encoding::O200kBase.count(&text[..cut]) as u64, "limit {limit}");
+        }
     }
 
     /// A tool call's `id` is decoded by the full decoder whatever its type, so a value it

@@ -15,7 +15,8 @@ pub struct Limits {
     /// Largest JSON body, or SSE event data, read (default 64 MiB); flag `body_too_large`.
     pub max_body_bytes: usize,
     /// Most completion text kept for counting, all choices together (default 32 MiB); flag
-    /// `text_limit_reached`.
+    /// `text_limit_reached`. Text is kept in arrival order up to the cap (cut at a character
+    /// boundary) and none after it.
     pub max_text_bytes: usize,
     /// Highest choice index tracked plus one (default 128); flag `too_many_choices`.
     pub max_choices: usize,
