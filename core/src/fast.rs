@@ -803,28 +803,58 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Decodes a raw string body: borrowed when it has no escapes; `None` when an escape is invalid
-/// (the caller then takes the full decoder, which reports it).
+/// Decodes a raw string body: borrowed when it has no escapes; `None` when it is not UTF-8 or
+/// an escape is invalid or a surrogate (the caller then takes the full decoder, which decides).
 pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
-    // Most stream text is a token or two: a plain loop beats setting up a vector search.
-    let plain = if raw.len() <= 16 { !raw.contains(&b'\\') } else { memchr::memchr(b'\\', raw).is_none() };
-    if plain {
-        return std::str::from_utf8(raw).ok().map(std::borrow::Cow::Borrowed);
+    use std::borrow::Cow;
+    match text_bytes(raw)? {
+        Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
+        Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
     }
-    let mut quoted = Vec::with_capacity(raw.len() + 2);
-    quoted.push(b'"');
-    quoted.extend_from_slice(raw);
-    quoted.push(b'"');
-    serde_json::from_slice::<String>(&quoted).ok().map(std::borrow::Cow::Owned)
 }
 
-/// [`text`] as UTF-8 bytes, which spares a plain string the conversion to `str`.
+/// [`text`] as bytes that are UTF-8, which spares a plain string the conversion to `str`.
+/// Escapes are ASCII, so the body is UTF-8 exactly when its decoding is; the escapes are
+/// decoded here rather than by a JSON parser, which would need the body copied into quotes.
 pub(crate) fn text_bytes(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    let plain = if raw.len() <= 16 { !raw.contains(&b'\\') } else { memchr::memchr(b'\\', raw).is_none() };
-    if plain {
-        return utf8(raw).then_some(std::borrow::Cow::Borrowed(raw));
+    use std::borrow::Cow;
+    if !utf8(raw) {
+        return None;
     }
-    text(raw).map(|s| std::borrow::Cow::Owned(s.into_owned().into_bytes()))
+    // Most stream text is a token or two: a plain loop beats setting up a vector search.
+    let first = if raw.len() <= 16 { raw.iter().position(|&b| b == b'\\') } else { memchr::memchr(b'\\', raw) };
+    let Some(mut at) = first else { return Some(Cow::Borrowed(raw)) };
+    let mut out = Vec::with_capacity(raw.len());
+    let mut from = 0;
+    loop {
+        out.extend_from_slice(&raw[from..at]);
+        let (c, len) = match *raw.get(at + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let mut unit = 0u32;
+                for &h in raw.get(at + 2..at + 6)? {
+                    unit = unit << 4 | char::from(h).to_digit(16)?;
+                }
+                (char::from_u32(unit)?, 6) // `None` for a surrogate
+            }
+            _ => return None,
+        };
+        out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+        from = at + len;
+        match memchr::memchr(b'\\', &raw[from..]) {
+            Some(j) => at = from + j,
+            None => break,
+        }
+    }
+    out.extend_from_slice(&raw[from..]);
+    Some(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -878,6 +908,34 @@ mod tests {
             assert_eq!(format!("{:?}", Some(c)), format!("{:?}", scan(&next)));
             // Another index is another shape.
             assert!(fit(&t, &chunk(shape, 1, "x", None, "ab")).is_none());
+        }
+    }
+
+    proptest! {
+        /// Escapes are decoded as the full decoder decodes them: any body the scanner accepts
+        /// decodes alike, and a body the full decoder rejects is declined.
+        #[test]
+        fn text_decodes_like_the_full_decoder(
+            pieces in prop::collection::vec(prop_oneof![
+                Just("\\\"".to_owned()), Just("\\\\".to_owned()), Just("\\/".to_owned()),
+                Just("\\b\\f\\n\\r\\t".to_owned()), Just("\\u".to_owned()), Just("\\x".to_owned()), Just("\\".to_owned()),
+                Just("é東😀".to_owned()), Just("\u{1}".to_owned()), "[a-f0-9A-F]{1,5}",
+                (0u32..0x1_0000).prop_map(|u| format!("\\u{u:04x}")),
+                (0u32..0x1_0000).prop_map(|u| format!("\\u{u:04X}")),
+            ], 0..12),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut raw = pieces.concat().into_bytes();
+            // Sometimes not UTF-8: cut inside the last character.
+            if raw.last().is_some_and(|&b| b >= 0x80) {
+                raw.truncate(cut.index(raw.len()).max(raw.len() - 1));
+            }
+            let mut s = Scanner { p: &[b"\"", &raw[..], b"\""].concat(), i: 0, skipped: Skipped::default() };
+            if s.string_raw().is_some_and(|v| v.len() == raw.len()) {
+                let full = serde_json::from_slice::<String>(s.p).ok();
+                prop_assert_eq!(text(&raw).map(|t| t.into_owned()), full.clone());
+                prop_assert_eq!(text_bytes(&raw).map(|t| t.into_owned()), full.map(String::into_bytes));
+            }
         }
     }
 

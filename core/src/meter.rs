@@ -719,9 +719,9 @@ impl Accum {
             let Some(ch_idx) = self.apply_choice(
                 c.index.0.unwrap_or(0),
                 c.finish_reason.as_deref(),
-                c.text.as_deref(),
-                d.as_ref().and_then(|d| d.content.as_deref()),
-                d.as_ref().and_then(|d| d.refusal.as_deref()),
+                c.text.as_deref().map(str::as_bytes),
+                d.as_ref().and_then(|d| d.content.as_deref()).map(str::as_bytes),
+                d.as_ref().and_then(|d| d.refusal.as_deref()).map(str::as_bytes),
             ) else {
                 continue;
             };
@@ -810,22 +810,22 @@ impl Accum {
         &mut self,
         index: i64,
         finish_reason: Option<&str>,
-        text: Option<&str>,
-        content: Option<&str>,
-        refusal: Option<&str>,
+        text: Option<&[u8]>,
+        content: Option<&[u8]>,
+        refusal: Option<&[u8]>,
     ) -> Option<usize> {
         let i = self.choice(index)?;
         if let Some(fr) = finish_reason {
             self.choices[i].finish_reason = Some(fr.to_owned());
         }
         if let Some(t) = text {
-            self.push_text(i, Part::Text, t);
+            self.push_utf8(i, Part::Text, t);
         }
         if let Some(t) = content {
-            self.push_text(i, Part::Text, t);
+            self.push_utf8(i, Part::Text, t);
         }
         if let Some(t) = refusal {
-            self.push_text(i, Part::Refusal, t);
+            self.push_utf8(i, Part::Refusal, t);
         }
         Some(i)
     }
@@ -881,17 +881,24 @@ impl Accum {
             },
         };
         // Each choice's strings, decoded once: checked before anything changes, then applied.
-        type Decoded<'c> = ([Str<'c>; 4], [(i64, Str<'c>, Str<'c>); 2]);
+        // The finish reason, the text parts (text, content, refusal) and the tool calls.
+        type Bytes<'c> = Option<std::borrow::Cow<'c, [u8]>>;
+        type Decoded<'c> = (Str<'c>, [Bytes<'c>; 3], [(i64, Str<'c>, Str<'c>); 2]);
         // Decoded in place: moving a few hundred bytes per chunk shows at these speeds.
         fn decode<'c>(ch: &fast::FastChoice<'c>, out: &mut Decoded<'c>) -> Option<()> {
             let one = |raw: Option<&'c [u8]>| match raw {
                 None => Some(None),
                 Some(r) => fast::text(r).map(Some),
             };
-            for (slot, call) in out.1.iter_mut().zip(ch.calls()) {
+            let part = |raw: Option<&'c [u8]>| match raw {
+                None => Some(None),
+                Some(r) => fast::text_bytes(r).map(Some),
+            };
+            for (slot, call) in out.2.iter_mut().zip(ch.calls()) {
                 *slot = (call.key, one(call.name)?, one(call.arguments)?);
             }
-            out.0 = [one(ch.finish_reason)?, one(ch.text)?, one(ch.content)?, one(ch.refusal)?];
+            out.0 = one(ch.finish_reason)?;
+            out.1 = [part(ch.text)?, part(ch.content)?, part(ch.refusal)?];
             Some(())
         }
         let mut first: Option<(i64, usize, Decoded<'_>)> = None;
@@ -922,7 +929,7 @@ impl Accum {
             self.set_usage(u);
         }
         // By reference: the decoded strings are a few hundred bytes, not worth moving.
-        for (index, n_calls, ([fr, text, content, refusal], calls)) in first.iter().chain(&more) {
+        for (index, n_calls, (fr, [text, content, refusal], calls)) in first.iter().chain(&more) {
             // As in `apply`: the choice first, then its tool calls, unless the choice is past
             // the limit.
             let Some(i) = self.apply_choice(*index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref())
