@@ -7,6 +7,8 @@
 //! accepts, and reads them the same way, so it changes speed, never records, on any bytes (the
 //! `fast_vs_full` fuzz target compares the two paths).
 
+use crate::wire;
+
 /// Deepest value the scanner skips; deeper ones go to the full decoder, which enforces
 /// `Limits::max_json_depth`. Far below the default limit, far above real chunks (about 6).
 pub(crate) const MAX_SKIP_DEPTH: usize = 64;
@@ -71,8 +73,8 @@ pub(crate) struct FastChunk<'a> {
     pub object: Option<&'a [u8]>,
     pub system_fingerprint: Option<&'a [u8]>,
     pub created: Option<i64>,
-    /// The raw JSON object of a non-null `usage`.
-    pub usage: Option<&'a [u8]>,
+    /// A non-null `usage`, read as the full decoder reads it.
+    pub usage: Option<wire::Usage>,
     /// The choices: the first one inline (streams nearly always carry exactly one), the rest
     /// in `more`, so the common chunk allocates nothing.
     pub first: Option<FastChoice<'a>>,
@@ -153,14 +155,7 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
             b"created" => out.created = s.int()?,
             b"usage" => {
                 if !s.null() {
-                    // Kept as raw JSON: the meter decodes it with the full decoder's own
-                    // `wire::Usage`, so the two paths read usage identically.
-                    if s.peek()? != b'{' {
-                        return None;
-                    }
-                    let start = s.i;
-                    s.skip()?;
-                    out.usage = Some(&p[start..s.i]);
+                    out.usage = Some(s.usage()?);
                 }
             }
             // Keys of Responses API events and error bodies: the full decoder reads them.
@@ -527,6 +522,58 @@ impl<'a> Scanner<'a> {
             return None;
         }
         Some(Some(v))
+    }
+
+    /// A `usage` object into the full decoder's own type, read as serde reads it: known keys
+    /// hold a count or `null` (details: an object of those, or `null`), others are skipped.
+    /// Declines on any count that is not a plain integer (negative, fractional, a string...),
+    /// which the full decoder turns into [`wire::Count::Invalid`].
+    fn usage(&mut self) -> Option<wire::Usage> {
+        let mut u = wire::Usage::default();
+        self.object(|s, key| {
+            match key {
+                b"prompt_tokens" => u.prompt_tokens = s.count()?,
+                b"completion_tokens" => u.completion_tokens = s.count()?,
+                b"total_tokens" => u.total_tokens = s.count()?,
+                b"input_tokens" => u.input_tokens = s.count()?,
+                b"output_tokens" => u.output_tokens = s.count()?,
+                b"prompt_tokens_details" => u.prompt_tokens_details = s.details()?,
+                b"completion_tokens_details" => u.completion_tokens_details = s.details()?,
+                b"input_tokens_details" => u.input_tokens_details = s.details()?,
+                b"output_tokens_details" => u.output_tokens_details = s.details()?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        Some(u)
+    }
+
+    /// One `*_tokens_details` object of [`Self::usage`], or `null`.
+    fn details(&mut self) -> Option<Option<wire::Details>> {
+        if self.null() {
+            return Some(None);
+        }
+        let mut d = wire::Details::default();
+        self.object(|s, key| {
+            match key {
+                b"cached_tokens" => d.cached_tokens = s.count()?,
+                b"audio_tokens" => d.audio_tokens = s.count()?,
+                b"image_tokens" => d.image_tokens = s.count()?,
+                b"text_tokens" => d.text_tokens = s.count()?,
+                b"cache_write_tokens" => d.cache_write_tokens = s.count()?,
+                b"reasoning_tokens" => d.reasoning_tokens = s.count()?,
+                b"accepted_prediction_tokens" => d.accepted_prediction_tokens = s.count()?,
+                b"rejected_prediction_tokens" => d.rejected_prediction_tokens = s.count()?,
+                _ => s.skip()?,
+            }
+            Some(())
+        })?;
+        Some(Some(d))
+    }
+
+    /// A token count (a non-negative integer) or `null`.
+    fn count(&mut self) -> Option<Option<wire::Count>> {
+        Some(self.int()?.map(|v| wire::Count::Valid(v.unsigned_abs())))
     }
 
     /// Skips any value, checking it as strictly as the full decoder's skipping does (strings,
@@ -1058,7 +1105,66 @@ mod tests {
             assert!(scan(&p).is_some(), "{}", String::from_utf8_lossy(&p));
         }
         let u = scan(br#"{"choices":[],"usage":{"prompt_tokens":1,"d":{"x":"}"}},"obfuscation":"a"}"#).unwrap();
-        assert_eq!(u.usage, Some(&br#"{"prompt_tokens":1,"d":{"x":"}"}}"#[..]));
+        assert_eq!(u.usage, Some(wire::Usage { prompt_tokens: Some(wire::Count::Valid(1)), ..Default::default() }));
+    }
+
+    /// Usage is read as the full decoder reads it, or declined: every field, nulls, unknown
+    /// keys and details, and the values only the full decoder reads.
+    #[test]
+    fn usage_reads_like_the_full_decoder() {
+        let full = |u: &str| serde_json::from_str::<wire::Usage>(u).ok();
+        for u in [
+            r#"{}"#,
+            r#"{"prompt_tokens":12,"completion_tokens":4000,"total_tokens":4012,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}"#,
+            r#"{"input_tokens":5,"output_tokens":7,"input_tokens_details":{"cached_tokens":1,"image_tokens":2,"text_tokens":3,"cache_write_tokens":4},"output_tokens_details":{"reasoning_tokens":6}}"#,
+            r#"{ "prompt_tokens" : null , "total_tokens" : 9223372036854775807 , "prompt_tokens_details" : null , "x" : [ {"y":"}"} ] }"#,
+            r#"{"completion_tokens_details":{},"prompt_tokens_details":{"cached_tokens":null,"z":{"w":1}}}"#,
+        ] {
+            let c = scan(format!(r#"{{"choices":[],"usage":{u}}}"#).as_bytes()).map(|c| c.usage);
+            assert_eq!(c, Some(full(u)), "{u}");
+        }
+        // Every field is set by some case above: destructured without `..`, so a field added
+        // to the wire types fails to compile here until the scanner reads it too.
+        let wire::Usage {
+            prompt_tokens: _,
+            completion_tokens: _,
+            total_tokens: _,
+            prompt_tokens_details: _,
+            completion_tokens_details: _,
+            input_tokens: _,
+            output_tokens: _,
+            input_tokens_details: _,
+            output_tokens_details: _,
+        } = wire::Usage::default();
+        let wire::Details {
+            cached_tokens: _,
+            audio_tokens: _,
+            image_tokens: _,
+            text_tokens: _,
+            cache_write_tokens: _,
+            reasoning_tokens: _,
+            accepted_prediction_tokens: _,
+            rejected_prediction_tokens: _,
+        } = wire::Details::default();
+        // The full decoder's to read (counts that are not plain integers, escaped or repeated
+        // keys, or not an object).
+        for u in [
+            r#"{"prompt_tokens":-1}"#,
+            r#"{"prompt_tokens":1.0}"#,
+            r#"{"prompt_tokens":1e3}"#,
+            r#"{"prompt_tokens":"1"}"#,
+            r#"{"prompt_tokens":01}"#,
+            r#"{"prompt_tokens":9223372036854775808}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":true}}"#,
+            r#"{"prompt_tokens_details":[]}"#,
+            r#"{"prompt\u005ftokens":1}"#,
+            r#"{"prompt_tokens":1,"prompt_tokens":2}"#,
+            r#"{"prompt_tokens_details":{"cached_tokens":1,"cached_tokens":1}}"#,
+            r#"[]"#,
+            r#""many""#,
+        ] {
+            assert!(scan(format!(r#"{{"choices":[],"usage":{u}}}"#).as_bytes()).is_none(), "{u}");
+        }
     }
 
 }

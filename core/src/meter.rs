@@ -850,7 +850,7 @@ impl Accum {
             && self.system_fingerprint.is_some();
         // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
         // Same effect as the general case below, without setting it up.
-        if let (true, None, Some(ch), true) = (settled, c.usage, &c.first, c.more.is_empty()) {
+        if let (true, None, Some(ch), true) = (settled, &c.usage, &c.first, c.more.is_empty()) {
             if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
                 let Some(s) = fast::text_bytes(raw) else { return false };
                 if let Some(i) = self.choice(ch.index) {
@@ -871,15 +871,6 @@ impl Accum {
             };
             new_meta = Some((id, model, object, fingerprint));
         }
-        // Usage with the full decoder's own type: a value it rejects rejects the whole chunk
-        // there, so here it declines.
-        let usage = match c.usage {
-            None => None,
-            Some(raw) => match serde_json::from_slice::<wire::Usage>(raw) {
-                Ok(u) => Some(u),
-                Err(_) => return false,
-            },
-        };
         // Each choice's strings, decoded once: checked before anything changes, then applied.
         // The finish reason, the text parts (text, content, refusal) and the tool calls.
         type Bytes<'c> = Option<std::borrow::Cow<'c, [u8]>>;
@@ -925,8 +916,8 @@ impl Accum {
                 self.endpoint = endpoint_of(object.as_deref(), None);
             }
         }
-        if let Some(u) = usage {
-            self.set_usage(u);
+        if let Some(u) = &c.usage {
+            self.set_usage(u.clone());
         }
         // By reference: the decoded strings are a few hundred bytes, not worth moving.
         for (index, n_calls, (fr, [text, content, refusal], calls)) in first.iter().chain(&more) {
