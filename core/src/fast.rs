@@ -244,6 +244,8 @@ pub(crate) struct Template {
     created: Option<i64>,
     /// Each choice's values outside the holes (index, tool-call keys), in order.
     choices: Vec<FastChoice<'static>>,
+    /// `bytes` hold no CR or LF, so a payload that fits is one SSE line as it stands.
+    single_line: bool,
 }
 
 impl Template {
@@ -254,7 +256,7 @@ impl Template {
     /// fits it, else by scanning, after which the template describes `p`. False when `p` is the
     /// full decoder's (`out` then holds nothing of use).
     pub(crate) fn scan<'a>(&mut self, p: &'a [u8], out: &mut FastChunk<'a>) -> bool {
-        if self.fit(p, out).is_some() {
+        if self.fit(p, out) == Some(p.len()) {
             return true;
         }
         let Some((c, skipped)) = scan_noting(p) else { return false };
@@ -307,12 +309,24 @@ impl Template {
         self.holes.sort_unstable_by_key(|h| h.0);
         self.created = c.created;
         self.bytes.extend_from_slice(p);
+        self.single_line = memchr::memchr2(b'\r', b'\n', p).is_none();
     }
 
-    /// `p` read through the template into `out` (which must be fresh), or `None` when it does
-    /// not fit. In place: the chunk is large, and the common one is read in a few hundred
-    /// instructions, so moves show.
-    fn fit<'a>(&self, p: &'a [u8], out: &mut FastChunk<'a>) -> Option<()> {
+    /// Reads the payload at the start of `rest` (an SSE line's value and whatever follows it)
+    /// into `out` (which must be fresh) when it fits the template, returning its length: the
+    /// payload then holds no CR or LF, and reads exactly as [`Self::scan`] would read it.
+    pub(crate) fn fit_line<'a>(&self, rest: &'a [u8], out: &mut FastChunk<'a>) -> Option<usize> {
+        if !self.single_line {
+            return None;
+        }
+        self.fit(rest, out)
+    }
+
+    /// The start of `p` read through the template into `out` (which must be fresh): the length
+    /// read, or `None` when it does not fit. Changed values are strings checked by the scanner's
+    /// own code, so they hold no control bytes. In place: the chunk is large, and the common
+    /// one is read in a few hundred instructions, so moves show.
+    fn fit<'a>(&self, p: &'a [u8], out: &mut FastChunk<'a>) -> Option<usize> {
         if self.bytes.is_empty() {
             return None;
         }
@@ -380,10 +394,8 @@ impl Template {
                 Slot::Skip | Slot::SkipText => {}
             }
         }
-        if p.get(i..)? != &self.bytes[t..] {
-            return None;
-        }
-        Some(())
+        let tail = &self.bytes[t..];
+        (p.get(i..i + tail.len())? == tail).then_some(i + tail.len())
     }
 }
 
@@ -912,7 +924,7 @@ mod tests {
 
     fn fit<'a>(t: &Template, p: &'a [u8]) -> Option<FastChunk<'a>> {
         let mut out = FastChunk::default();
-        t.fit(p, &mut out).map(|()| out)
+        (t.fit(p, &mut out) == Some(p.len())).then_some(out)
     }
 
     fn template_scan<'a>(t: &mut Template, p: &'a [u8]) -> Option<FastChunk<'a>> {

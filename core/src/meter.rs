@@ -16,7 +16,7 @@ use crate::record::{
     Source, Status, UsageRecord,
 };
 use crate::request::Request;
-use crate::sse::{Frame, Framer};
+use crate::sse::{self, Frame, Framer, Sink};
 use crate::wire::{self, Count, Message};
 
 /// Meters one exchange. Feed the response bytes as they arrive, then call [`finish`](Self::finish).
@@ -136,8 +136,7 @@ impl Meter {
         }
         match self.mode {
             Mode::Sse => {
-                let acc = &mut self.acc;
-                self.framer.feed(piece, |f| acc.on_frame(f));
+                self.framer.feed_sink(piece, &mut self.acc);
             }
             Mode::Json => {
                 let room = self.opts.limits.max_body_bytes.saturating_sub(self.body.len());
@@ -613,6 +612,12 @@ impl Accum {
         }
     }
 
+    /// Whether an event could go straight to the fast path: no earlier event left a state that
+    /// `on_frame` acts on first, and no lowered depth limit to check.
+    fn fast_ready(&self) -> bool {
+        !self.last_cut && !self.saw_done && self.max_depth >= Limits::JSON_DEPTH_CEILING && fast_path_enabled()
+    }
+
     fn on_frame(&mut self, f: Frame<'_>) {
         self.frames += 1;
         let data = f.data.trim_ascii();
@@ -1031,6 +1036,33 @@ impl Accum {
     }
 }
 
+impl Sink for Accum {
+    fn frame(&mut self, f: Frame<'_>) {
+        self.on_frame(f);
+    }
+
+    /// A `data:` event shaped like the last one is read through the template where it lies,
+    /// before the framer searches its line ends: what `on_frame` would do with it, in fewer
+    /// steps. Anything else (another shape, a cut, a lowered depth limit, a string the fast
+    /// path cannot decode) is left to the framer and `on_frame`.
+    fn claim(&mut self, value: &[u8], max_data: usize) -> Option<usize> {
+        if !self.fast_ready() {
+            return None;
+        }
+        let mut c = fast::FastChunk::default();
+        let len = self.template.fit_line(value, &mut c)?;
+        if len > max_data {
+            return None;
+        }
+        let end = sse::event_end(&value[len..])?;
+        if !self.apply_fast(&c) {
+            return None;
+        }
+        self.frames += 1;
+        Some(len + end)
+    }
+}
+
 /// The endpoint a response message's `object` (or a Responses API event's `type`) names.
 fn endpoint_of(object: Option<&str>, kind: Option<&str>) -> Option<Endpoint> {
     match (object, kind) {
@@ -1415,6 +1447,51 @@ mod tests {
             let text = "abé東éx😀😀\n\"naïve";
             let cut = (0..=limit.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
             assert_eq!(fast.completion_tokens, Encoding::O200kBase.count(&text[..cut]) as u64, "limit {limit}");
+        }
+    }
+
+    /// Events read where they lie (`Sink::claim`) give the record the framer and `on_frame`
+    /// give: every stream here is metered whole (claims), in 1-byte pieces (no event is ever
+    /// whole in a piece), in 5-byte pieces, and with the fast path off, under limits around
+    /// its line and event sizes. Each case is an SSE or template detail a claim must respect.
+    #[test]
+    fn claimed_events_read_as_framed_events() {
+        let c = |t: &str| format!(r#"{{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{{"index":0,"delta":{{"content":"{t}"}},"finish_reason":null}}]}}"#);
+        let (a, b, d, e) = (c("Hel"), c("lo"), c("!"), c("Hello, world"));
+        let multi = format!("{}\n}}", &a[..a.len() - 1]);
+        let streams = [
+            format!("data: {a}\n\ndata: {b}\n\ndata: {d}\n\ndata: {e}\n\ndata: [DONE]\n\n"),
+            format!("data: {a}\r\n\r\ndata: {b}\r\n\r\ndata: {d}\r\n\r\n"),
+            format!("data: {a}\r\rdata: {b}\r\rdata: {d}\r\r"),
+            format!("data: {a}\n\ndata: {b}\r\n\r\ndata: {d}\n\r\n"),
+            format!("data: {a}\n\ndata:{b}\n\ndata:  {d}\n\n"),
+            format!("\u{feff}data: {a}\n\n: ping\n\ndata: {b}\n\nevent: error\ndata: {d}\n\n"),
+            format!("data: {a}\n\nid: 7\ndata: {b}\n\ndata: {d}\ndata: {d}\n\n"),
+            format!("data: {a}\n\ndata: [DONE]\n\ndata: {b}\n\n"),
+            format!("data: {a}\n\ndata: {}\n\ndata: {b}\n\n", &b[..20]),
+            format!("data: {a}\n\ndata: {b} \n\ndata: {d}\n"),
+            // A template learned from a payload of two data lines holds an LF: the same bytes
+            // on one line are two SSE lines, not that payload.
+            format!("data: {}\ndata: }}\n\ndata: {multi}\n\ndata: {b}\n\n", &a[..a.len() - 1]),
+        ];
+        // Around the longest event: a claim must leave one over a limit to the framer.
+        let n = e.len();
+        for (k, body) in streams.iter().enumerate() {
+            for (max_line, max_body) in [(1 << 20, 1 << 20), (6 + n, 1 << 20), (5 + n, 1 << 20), (1 << 20, n), (1 << 20, n - 1)] {
+                let mut o = MeterOptions::default();
+                o.limits.max_line_bytes = max_line;
+                o.limits.max_body_bytes = max_body;
+                let whole = run_with(b"", body, o.clone());
+                let mut m = Meter::new(o.clone());
+                for p in body.as_bytes().chunks(5) {
+                    m.feed(p).unwrap();
+                }
+                assert_eq!(m.finish().unwrap(), whole, "stream {k}, 5-byte pieces, limits {max_line}/{max_body}");
+                FAST_PATH.with(|f| f.set(false));
+                let full = run_with(b"", body, o);
+                FAST_PATH.with(|f| f.set(true));
+                assert_eq!(whole, full, "stream {k}, limits {max_line}/{max_body}");
+            }
         }
     }
 

@@ -13,6 +13,10 @@
 //! [`Framer::lines_dropped`] counting it) and never buffered: the framer's memory is bounded by
 //! `max_line + max_event` whatever the input.
 //!
+//! A [`Sink`] that can read the next event faster than the framer can find its line ends (the
+//! meter, when an event repeats the last one's shape) is offered each `data: ` line that
+//! starts at an event boundary, and may take the whole event itself.
+//!
 //! # Example: frames from pieces
 //! ```
 //! use usagetap::sse::Framer;
@@ -35,6 +39,43 @@ pub struct Frame<'a> {
     pub event: &'a [u8],
     /// The joined `data` lines.
     pub data: &'a [u8],
+}
+
+/// Where a framer's events go. [`Framer::feed`] takes any closure as a sink; a sink that knows
+/// what the next event probably looks like can also take it whole, before the framer searches
+/// for its line ends ([`Framer::feed_sink`]).
+pub trait Sink {
+    /// Handles one dispatched event.
+    fn frame(&mut self, f: Frame<'_>);
+
+    /// Offered at an event boundary with nothing of an event pending, `value` being the input
+    /// after a `data: ` line start. A sink that reads, from the start of `value`, a value of
+    /// at most `max_data` bytes holding no CR or LF, followed by the line end and blank line
+    /// that [`event_end`] finds there, handles it exactly as it would handle
+    /// `Frame { event: b"", data }` and returns its length with that of the line ends. The
+    /// default takes nothing.
+    fn claim(&mut self, value: &[u8], max_data: usize) -> Option<usize> {
+        let _ = (value, max_data);
+        None
+    }
+}
+
+impl<F: FnMut(Frame<'_>)> Sink for F {
+    fn frame(&mut self, f: Frame<'_>) {
+        self(f)
+    }
+}
+
+/// Length of the line end and blank line that end an event at the start of `rest` (`\n\n` or
+/// `\r\n\r\n`), when both are there; other line ends are left to the framer's own reading.
+pub fn event_end(rest: &[u8]) -> Option<usize> {
+    if rest.starts_with(b"\n\n") {
+        Some(2)
+    } else if rest.starts_with(b"\r\n\r\n") {
+        Some(4)
+    } else {
+        None
+    }
 }
 
 /// Longest event type kept; longer names are cut (no event type this library acts on is long).
@@ -111,6 +152,12 @@ impl Framer {
 
     /// Feeds the next piece; `on_frame` is called for every event it completes, in order.
     pub fn feed<F: FnMut(Frame<'_>)>(&mut self, piece: &[u8], mut on_frame: F) {
+        self.feed_sink(piece, &mut on_frame);
+    }
+
+    /// [`Self::feed`] into a [`Sink`], which is offered each event that starts at an event
+    /// boundary inside the piece before the framer reads it.
+    pub fn feed_sink<S: Sink>(&mut self, piece: &[u8], on_frame: &mut S) {
         let mut pos = 0;
         if self.skip_lf && !piece.is_empty() {
             self.skip_lf = false;
@@ -119,8 +166,16 @@ impl Framer {
             }
         }
         let mut data = Data::Owned;
+        // The most an offered event may carry: its line and its data must both fit.
+        let max_data = self.max_event.min(self.max_line.saturating_sub(6));
         while pos < piece.len() {
             let rest = &piece[pos..];
+            if rest.starts_with(b"data: ") && self.is_idle() && matches!(data, Data::Owned) {
+                if let Some(n) = on_frame.claim(&rest[6..], max_data) {
+                    pos += 6 + n;
+                    continue;
+                }
+            }
             // The blank line that ends each event needs no search.
             let found = match rest[0] {
                 b'\n' | b'\r' => Some(0),
@@ -138,7 +193,7 @@ impl Framer {
                 if line.len() > self.max_line {
                     self.lines_dropped += 1;
                 } else {
-                    self.line(line, true, &mut data, &mut on_frame);
+                    self.line(line, true, &mut data, on_frame);
                 }
             } else if self.carry.len() + i > self.max_line {
                 self.carry.clear();
@@ -149,7 +204,7 @@ impl Framer {
                 // The joined line lives in our buffer, not in the piece: data held so far must be
                 // owned before it can be joined with it.
                 self.materialize(&mut data);
-                self.line(&line, false, &mut Data::Owned, &mut on_frame);
+                self.line(&line, false, &mut Data::Owned, on_frame);
                 line.clear();
                 self.carry = line;
             }
@@ -165,6 +220,17 @@ impl Framer {
             }
         }
         self.materialize(&mut data);
+    }
+
+    /// At an event boundary with nothing of an event held: no partial line, no data or event
+    /// name, not past the first line (whose BOM the framer strips).
+    fn is_idle(&self) -> bool {
+        self.carry.is_empty()
+            && !self.discarding
+            && !self.has_data
+            && !self.event_overflow
+            && self.event.is_empty()
+            && !self.at_start
     }
 
     fn materialize(&mut self, data: &mut Data<'_>) {
@@ -204,13 +270,7 @@ impl Framer {
 
     /// Interprets one complete line. `borrowable` says whether `line` lives in the current piece
     /// (so its value may be handed out without a copy).
-    fn line<'c, F: FnMut(Frame<'_>)>(
-        &mut self,
-        mut line: &'c [u8],
-        borrowable: bool,
-        data: &mut Data<'c>,
-        on_frame: &mut F,
-    ) {
+    fn line<'c, S: Sink>(&mut self, mut line: &'c [u8], borrowable: bool, data: &mut Data<'c>, on_frame: &mut S) {
         if self.at_start {
             self.at_start = false;
             line = line.strip_prefix(BOM).unwrap_or(line);
@@ -268,7 +328,7 @@ impl Framer {
         self.has_data = true;
     }
 
-    fn dispatch<F: FnMut(Frame<'_>)>(&mut self, data: &mut Data<'_>, on_frame: &mut F) {
+    fn dispatch<S: Sink>(&mut self, data: &mut Data<'_>, on_frame: &mut S) {
         if self.event_overflow {
             self.events_dropped += 1;
         } else if self.has_data {
@@ -276,7 +336,7 @@ impl Framer {
                 Data::Borrowed(d) => d,
                 Data::Owned => &self.data[..],
             };
-            on_frame(Frame { event: &self.event, data: d });
+            on_frame.frame(Frame { event: &self.event, data: d });
         }
         *data = Data::Owned;
         self.data.clear();
@@ -374,6 +434,40 @@ mod tests {
     #[test]
     fn bom_and_empty_data() {
         assert_eq!(all_splits(b"\xEF\xBB\xBFdata: a\n\ndata\n\n"), [ev("", "a"), ev("", "")]);
+    }
+
+    /// A sink that claims every `{}` event records it as the framer would have dispatched it;
+    /// claims happen only at event boundaries, so the frames are those of a plain closure.
+    #[test]
+    fn claims_only_whole_events_at_boundaries() {
+        struct Claims(Vec<(String, String)>, usize);
+        impl Sink for Claims {
+            fn frame(&mut self, f: Frame<'_>) {
+                self.0.push(ev(&String::from_utf8_lossy(f.event), &String::from_utf8_lossy(f.data)));
+            }
+            fn claim(&mut self, value: &[u8], max_data: usize) -> Option<usize> {
+                let end = event_end(value.strip_prefix(b"{}")?)?;
+                (2 <= max_data).then_some(())?;
+                self.0.push(ev("", "{}"));
+                self.1 += 1;
+                Some(2 + end)
+            }
+        }
+        let input = b"data: {}\n\ndata: a\ndata: {}\n\nevent: x\ndata: {}\n\n: c\ndata: {}\r\n\r\ndata: {}\n\rdata: {}\n\n";
+        let plain = all_splits(input);
+        for i in 0..=input.len() {
+            let mut f = Framer::new(1 << 16, 1 << 16);
+            let mut sink = Claims(Vec::new(), 0);
+            f.feed_sink(&input[..i], &mut sink);
+            f.feed_sink(&input[i..], &mut sink);
+            f.finish(|fr| sink.frame(fr));
+            assert_eq!(sink.0, plain, "split {i}");
+            if i == 0 {
+                // Not the first line (a BOM may lead it), not after `data: a` or `event: x`,
+                // not one ended by LF CR: the one after the comment, and the last.
+                assert_eq!(sink.1, 2);
+            }
+        }
     }
 
     #[test]
