@@ -121,14 +121,15 @@ pub(crate) struct FastCall<'a> {
 /// through a [`Template`]; this is its reference.)
 #[cfg(test)]
 pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
-    scan_noting(p).map(|(c, _)| c)
+    let mut out = FastChunk::default();
+    scan_noting(p, &mut out).map(|_| out)
 }
 
-/// [`scan`], plus the spans of the strings it skipped as values (not inside skipped
-/// containers), which a [`Template`] needs.
-fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
+/// [`scan`] into `out` (which must be fresh: the chunk is large, and moving it shows), plus
+/// the spans of the strings it skipped as values (not inside skipped containers), which a
+/// [`Template`] needs.
+fn scan_noting<'a>(p: &'a [u8], out: &mut FastChunk<'a>) -> Option<Skipped> {
     let mut s = Scanner { p, i: 0, skipped: Skipped::default() };
-    let mut out = FastChunk::default();
     s.ws();
     s.object(|s, key| {
         match key {
@@ -166,7 +167,7 @@ fn scan_noting(p: &[u8]) -> Option<(FastChunk<'_>, Skipped)> {
         Some(())
     })?;
     s.ws();
-    (s.i == p.len()).then_some((out, s.skipped))
+    (s.i == p.len()).then_some(s.skipped)
 }
 
 /// Strings skipped as whole values, as spans with their quotes, each with whether the full
@@ -259,9 +260,10 @@ impl Template {
         if self.fit(p, out) == Some(p.len()) {
             return true;
         }
-        let Some((c, skipped)) = scan_noting(p) else { return false };
-        self.learn(p, &c, &skipped);
-        *out = c;
+        // A failed fit may have filled some of `out`.
+        *out = FastChunk::default();
+        let Some(skipped) = scan_noting(p, out) else { return false };
+        self.learn(p, out, &skipped);
         true
     }
 
@@ -269,6 +271,9 @@ impl Template {
         self.bytes.clear();
         self.holes.clear();
         self.choices.clear();
+        // Sized once per meter for a typical chunk, not grown piece by piece.
+        self.bytes.reserve(p.len().max(1024));
+        self.holes.reserve(Self::MAX_HOLES + 1);
         if skipped.overflow || c.usage.is_some() {
             // A usage chunk comes once: not worth a template, and `fit` has no slot for it.
             return;

@@ -975,7 +975,8 @@ impl Accum {
                     self.flags.insert(Flags::TOO_MANY_CHOICES);
                     return None;
                 }
-                self.choices.insert(i, ChoiceAcc { index, ..ChoiceAcc::default() });
+                // Text: one allocation for a typical answer, not a doubling from eight bytes.
+                self.choices.insert(i, ChoiceAcc { index, text: Vec::with_capacity(256), ..ChoiceAcc::default() });
                 Some(i)
             }
         }
@@ -993,10 +994,11 @@ impl Accum {
             return;
         }
         let c = &mut self.choices[choice];
-        match part {
-            Part::Text => c.text.extend_from_slice(&s[..cut]),
-            Part::Refusal => c.refusal.extend_from_slice(&s[..cut]),
-        }
+        let v = match part {
+            Part::Text => &mut c.text,
+            Part::Refusal => &mut c.refusal,
+        };
+        v.extend_from_slice(&s[..cut]);
     }
 
     fn push_call(&mut self, choice: usize, key: i64, name: Option<&str>, args: Option<&str>) {
