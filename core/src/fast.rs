@@ -1184,4 +1184,35 @@ mod tests {
         }
     }
 
+    proptest! {
+        /// Random usage objects (every known key, unknown and near-miss keys, counts the scanner
+        /// reads or declines, nested values, whitespace, repeats), next to no choice or one: what
+        /// the scanner reads is what the full decoder reads.
+        #[test]
+        fn random_usage_reads_like_the_full_decoder(
+            kv in prop::collection::vec((
+                prop::sample::select(vec![
+                    "prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
+                    "prompt_tokens_details", "completion_tokens_details", "input_tokens_details",
+                    "output_tokens_details", "cached_tokens", "reasoning_tokens", "x", "Prompt_tokens",
+                ]),
+                prop::sample::select(vec![
+                    "0", "7", "-0", "-1", "1.0", "1e2", "null", "true", "\"x\"", "{}", "[]", "[1,{\"a\":\"}\"}]",
+                    "9223372036854775807", "9223372036854775808", "18446744073709551616", "00",
+                    "{\"cached_tokens\":3,\"audio_tokens\":null,\"y\":{}}", "{\"cached_tokens\":-0}",
+                ]),
+                prop::sample::select(vec!["", " ", "\n\t"]),
+            ), 0..6),
+            with_choice in any::<bool>(),
+        ) {
+            let u = kv.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}")).collect::<Vec<_>>().join(",");
+            let ch = if with_choice { r#"{"index":0,"delta":{"content":"a"}}"# } else { "" };
+            let p = format!(r#"{{"choices":[{ch}],"usage":{{{u}}}}}"#);
+            if let Some(c) = scan(p.as_bytes()) {
+                let full = wire::decode(p.as_bytes()).map(|m| m.usage).map_err(|e| e.to_string());
+                prop_assert_eq!(Ok(c.usage), full, "{}", p);
+            }
+        }
+    }
+
 }

@@ -1497,6 +1497,37 @@ mod tests {
         }
     }
 
+    /// The short lane (settled metadata, one choice, content only) reads chunks as the general
+    /// fast path and the full decoder do, claimed or framed: a choice past `max_choices`, empty
+    /// and escaped content, a neighbour with a finish reason or refusal, a chunk of two choices,
+    /// an over-long line dropped just before a claimable event, under text limits that cut.
+    #[test]
+    fn short_lane_reads_as_the_general_path() {
+        let c = |i: u32, t: &str, tail: &str| format!(r#"data: {{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","choices":[{{"index":{i},"delta":{{"content":"{t}"{tail}}}}}]}}"#);
+        let two = r#"data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#;
+        let long = format!("data: {}", "x".repeat(300));
+        let events = [
+            c(0, "Hel", ""), c(0, "lo", ""), c(1, "é", ""), c(0, "", ""), c(2, "past", ""), c(0, "\\u00e9\\n", ""),
+            c(0, "r", r#","refusal":"no""#), c(1, "f", r#","role":"assistant""#), two.to_owned(), long, c(0, "!", ""),
+            c(0, "bad\\ud800", ""), c(0, "end", ""),
+        ];
+        let body = events.iter().map(|e| format!("{e}\n\n")).collect::<String>() + "data: [DONE]\n\n";
+        for (max_choices, max_text) in [(128, 1 << 20), (2, 1 << 20), (2, 7), (1, 3)] {
+            let mut o = MeterOptions::default();
+            o.limits.max_choices = max_choices;
+            o.limits.max_text_bytes = max_text;
+            o.limits.max_line_bytes = 250;
+            o.reconcile = true;
+            let fast = run_with(b"", &body, o.clone());
+            FAST_PATH.with(|f| f.set(false));
+            let full = run_with(b"", &body, o);
+            FAST_PATH.with(|f| f.set(true));
+            assert_eq!(fast, full, "max_choices {max_choices}, max_text {max_text}");
+            assert!(has(&fast, "line_too_long"));
+            assert_eq!(has(&fast, "too_many_choices"), max_choices < 3);
+        }
+    }
+
     /// A tool call's `id` is decoded by the full decoder whatever its type, so a value it
     /// cannot hold (`1e400`, a map with a non-UTF-8 key) drops the event there; the scanner
     /// reads only a string or null there and declines the rest.
