@@ -1,6 +1,7 @@
 //! The meter: response bytes in, in any pieces; one [`UsageRecord`] out.
 //!
-//! Data flow: bytes → [`Framer`] (SSE) or one buffered body (JSON) →
+//! Data flow: bytes → [`Framer`] (SSE) or one buffered body (JSON) → the fast path (scanner or
+//! template; an event shaped like the last one is claimed where it lies, see [`Sink`]) or
 //! [`wire::decode`] → per-choice accumulation → [`Meter::finish`] → record. Tokenizing happens
 //! only in `finish`, and only when the service reported no usage (or when reconciling), so a
 //! stream that carries its usage costs a scan and a decode, never a BPE pass.
