@@ -616,7 +616,14 @@ impl Accum {
     /// Whether an event could go straight to the fast path: no earlier event left a state that
     /// `on_frame` acts on first, and no lowered depth limit to check.
     fn fast_ready(&self) -> bool {
-        !self.last_cut && !self.saw_done && self.max_depth >= Limits::JSON_DEPTH_CEILING && fast_path_enabled()
+        !self.last_cut && !self.saw_done && !self.checks_every_depth() && fast_path_enabled()
+    }
+
+    /// A depth limit below the default: every event's nesting is checked before it is read.
+    /// (The fast path declines values nested past `fast::MAX_SKIP_DEPTH`, so under the default
+    /// limit only the full decoder needs the check.)
+    fn checks_every_depth(&self) -> bool {
+        self.max_depth < Limits::JSON_DEPTH_CEILING
     }
 
     fn on_frame(&mut self, f: Frame<'_>) {
@@ -637,9 +644,7 @@ impl Accum {
         if self.saw_done {
             self.flags.insert(Flags::DATA_AFTER_DONE);
         }
-        // The fast path declines values nested past `fast::MAX_SKIP_DEPTH`, so under the default
-        // limit only the full decoder needs the depth check; a lower limit checks every event.
-        let checked = self.max_depth < Limits::JSON_DEPTH_CEILING;
+        let checked = self.checks_every_depth();
         if checked && json_scan::nests_deeper_than(data, self.max_depth) {
             self.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
             return;
@@ -756,13 +761,13 @@ impl Accum {
             Some("response.output_text.delta") => {
                 self.saw_output_delta = true;
                 if let (Some(i), Some(t)) = (self.choice(0), m.delta.as_deref()) {
-                    self.push_text(i, Part::Text, t);
+                    self.push_text(i, Part::Text, t.as_bytes());
                 }
             }
             Some("response.refusal.delta") => {
                 self.saw_output_delta = true;
                 if let (Some(i), Some(t)) = (self.choice(0), m.delta.as_deref()) {
-                    self.push_text(i, Part::Refusal, t);
+                    self.push_text(i, Part::Refusal, t.as_bytes());
                 }
             }
             Some("response.function_call_arguments.delta") => {
@@ -825,13 +830,13 @@ impl Accum {
             self.choices[i].finish_reason = Some(fr.to_owned());
         }
         if let Some(t) = text {
-            self.push_utf8(i, Part::Text, t);
+            self.push_text(i, Part::Text, t);
         }
         if let Some(t) = content {
-            self.push_utf8(i, Part::Text, t);
+            self.push_text(i, Part::Text, t);
         }
         if let Some(t) = refusal {
-            self.push_utf8(i, Part::Refusal, t);
+            self.push_text(i, Part::Refusal, t);
         }
         Some(i)
     }
@@ -860,7 +865,7 @@ impl Accum {
             if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
                 let Some(s) = fast::text_bytes(raw) else { return false };
                 if let Some(i) = self.choice(ch.index) {
-                    self.push_utf8(i, Part::Text, &s);
+                    self.push_text(i, Part::Text, &s);
                 }
                 return true;
             }
@@ -948,10 +953,10 @@ impl Accum {
                 self.choices[i].output_messages += 1;
                 for p in &item.content.items {
                     if let Some(t) = p.text.as_deref() {
-                        self.push_text(i, Part::Text, t);
+                        self.push_text(i, Part::Text, t.as_bytes());
                     }
                     if let Some(t) = p.refusal.as_deref() {
-                        self.push_text(i, Part::Refusal, t);
+                        self.push_text(i, Part::Refusal, t.as_bytes());
                     }
                 }
             }
@@ -983,14 +988,10 @@ impl Accum {
         }
     }
 
-    /// Appends completion text within the text budget (cut at a character boundary).
-    fn push_text(&mut self, choice: usize, part: Part, s: &str) {
-        self.push_utf8(choice, part, s.as_bytes());
-    }
-
-    /// [`Self::push_text`] for bytes the caller has checked are UTF-8.
-    fn push_utf8(&mut self, choice: usize, part: Part, s: &[u8]) {
-        let cut = self.budget(s.len(), |i| s.get(i).map_or(true, |&b| b & 0xC0 != 0x80));
+    /// Appends completion text (UTF-8, as the caller has checked or `str` guarantees) within
+    /// the text budget, cut at a character boundary.
+    fn push_text(&mut self, choice: usize, part: Part, s: &[u8]) {
+        let cut = self.budget(s);
         if cut == 0 {
             return;
         }
@@ -1015,27 +1016,29 @@ impl Accum {
             }
         };
         if let Some(n) = name {
-            let cut = self.budget(n.len(), |i| n.is_char_boundary(i));
+            let cut = self.budget(n.as_bytes());
             self.choices[choice].tools[pos].name.push_str(&n[..cut]);
         }
         if let Some(a) = args {
-            let cut = self.budget(a.len(), |i| a.is_char_boundary(i));
+            let cut = self.budget(a.as_bytes());
             self.choices[choice].tools[pos].arguments.push_str(&a[..cut]);
         }
     }
 
-    /// How many of a text's `len` bytes fit in the remaining text budget, cut where
-    /// `boundary` says a character starts. Once a text is cut the budget is spent, so what
-    /// was kept is a prefix of the stream's text, not a prefix with later pieces mixed in.
-    fn budget(&mut self, len: usize, boundary: impl Fn(usize) -> bool) -> usize {
+    /// How many bytes of the UTF-8 text `s` fit in the remaining text budget, cut where a
+    /// character starts (so `&s[..n]` is valid on a `str` too). Once a text is cut the budget
+    /// is spent, so what was kept is a prefix of the stream's text, not a prefix with later
+    /// pieces mixed in.
+    fn budget(&mut self, s: &[u8]) -> usize {
         let room = self.max_text.saturating_sub(self.text_bytes);
-        if len <= room {
-            self.text_bytes += len;
-            return len;
+        if s.len() <= room {
+            self.text_bytes += s.len();
+            return s.len();
         }
         self.flags.insert(Flags::TEXT_LIMIT_REACHED);
         self.text_bytes = self.max_text;
-        (0..=room).rev().find(|&i| boundary(i)).unwrap_or(0)
+        // A continuation byte (10xxxxxx) never starts a character.
+        (0..=room).rev().find(|&i| s[i] & 0xC0 != 0x80).unwrap_or(0)
     }
 }
 
