@@ -867,24 +867,30 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Decodes a raw string body: borrowed when it has no escapes; `None` when it is not UTF-8 or
-/// an escape is invalid or a surrogate (the caller then takes the full decoder, which decides).
+/// Decodes a raw string body (one `Scanner::string_raw` accepted): borrowed when it has no
+/// escapes; `None` when it is not UTF-8 or an escape is invalid or a surrogate (the caller then
+/// takes the full decoder, which decides).
 pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
     use std::borrow::Cow;
-    match text_bytes(raw)? {
+    // The conversion checks UTF-8; escapes are ASCII, so checking the decoding is checking `raw`.
+    match unescape(raw)? {
         Cow::Borrowed(b) => std::str::from_utf8(b).ok().map(Cow::Borrowed),
         Cow::Owned(v) => String::from_utf8(v).ok().map(Cow::Owned),
     }
 }
 
 /// [`text`] as bytes that are UTF-8, which spares a plain string the conversion to `str`.
-/// Escapes are ASCII, so the body is UTF-8 exactly when its decoding is; the escapes are
-/// decoded here rather than by a JSON parser, which would need the body copied into quotes.
 pub(crate) fn text_bytes(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
-    use std::borrow::Cow;
     if !utf8(raw) {
         return None;
     }
+    unescape(raw)
+}
+
+/// `raw` with its JSON escapes decoded (borrowed when it has none); UTF-8 is the callers'.
+/// Decoded here rather than by a JSON parser, which would need the body copied into quotes.
+fn unescape(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use std::borrow::Cow;
     // Most stream text is a token or two: a plain loop beats setting up a vector search.
     let first = if raw.len() <= 16 { raw.iter().position(|&b| b == b'\\') } else { memchr::memchr(b'\\', raw) };
     let Some(mut at) = first else { return Some(Cow::Borrowed(raw)) };
