@@ -81,6 +81,8 @@ pub fn event_end(rest: &[u8]) -> Option<usize> {
 /// Longest event type kept; longer names are cut (no event type this library acts on is long).
 const MAX_EVENT_NAME: usize = 128;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The start of the lines offered to [`Sink::claim`].
+const DATA_LINE: &[u8] = b"data: ";
 
 /// The incremental framer. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -167,12 +169,13 @@ impl Framer {
         }
         let mut data = Data::Owned;
         // The most an offered event may carry: its line and its data must both fit.
-        let max_data = self.max_event.min(self.max_line.saturating_sub(6));
+        let max_data = self.max_event.min(self.max_line.saturating_sub(DATA_LINE.len()));
         while pos < piece.len() {
             let rest = &piece[pos..];
-            if rest.starts_with(b"data: ") && self.is_idle() && matches!(data, Data::Owned) {
-                if let Some(n) = on_frame.claim(&rest[6..], max_data) {
-                    pos += 6 + n;
+            // Idle means no data held, so none is borrowed from this piece either.
+            if let Some(value) = rest.strip_prefix(DATA_LINE).filter(|_| self.is_idle()) {
+                if let Some(n) = on_frame.claim(value, max_data) {
+                    pos += DATA_LINE.len() + n;
                     continue;
                 }
             }
