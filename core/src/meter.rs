@@ -1147,15 +1147,18 @@ mod tests {
 
     fn run_with(req: &[u8], body: &str, opts: MeterOptions) -> UsageRecord {
         let whole = meter(opts.clone(), req, body.as_bytes()).unwrap();
-        // Every test also checks that 1-byte pieces give the same record.
-        let mut m = Meter::new(opts);
-        if !req.is_empty() {
-            let _ = m.request(req);
+        // Every test also checks that pieces give the same record: 1-byte pieces hold no whole
+        // event, 5-byte pieces some (which the fast path then reads where they lie).
+        for size in [1, 5] {
+            let mut m = Meter::new(opts.clone());
+            if !req.is_empty() {
+                let _ = m.request(req);
+            }
+            for b in body.as_bytes().chunks(size) {
+                m.feed(b).unwrap();
+            }
+            assert_eq!(m.finish().unwrap(), whole, "{size}-byte pieces");
         }
-        for b in body.as_bytes().chunks(1) {
-            m.feed(b).unwrap();
-        }
-        assert_eq!(m.finish().unwrap(), whole);
         whole
     }
 
@@ -1354,9 +1357,7 @@ mod tests {
             let mut o = MeterOptions::default();
             o.reconcile = true;
             let fast = meter(o.clone(), &req, body.as_bytes()).unwrap();
-            FAST_PATH.with(|f| f.set(false));
-            let full = meter(o, &req, body.as_bytes()).unwrap();
-            FAST_PATH.with(|f| f.set(true));
+            let full = full_path(|| meter(o, &req, body.as_bytes()).unwrap());
             assert_eq!(fast, full, "{}", v["id"]);
             n += 1;
         }
@@ -1406,12 +1407,23 @@ mod tests {
 
     /// The record of `body` with the fast path on, checked equal to the one with it off.
     fn on_both_paths(body: &str) -> UsageRecord {
-        let fast = run(body);
-        FAST_PATH.with(|f| f.set(false));
-        let full = run(body);
-        FAST_PATH.with(|f| f.set(true));
+        on_both_paths_with(body, MeterOptions::default())
+    }
+
+    /// [`on_both_paths`] under `opts`, each path also checked in pieces by [`run_with`].
+    fn on_both_paths_with(body: &str, opts: MeterOptions) -> UsageRecord {
+        let fast = run_with(b"", body, opts.clone());
+        let full = full_path(|| run_with(b"", body, opts));
         assert_eq!(fast, full, "{body}");
         fast
+    }
+
+    /// `f` run with the fast path (and its claims) off: the full decoder reads every event.
+    fn full_path<T>(f: impl FnOnce() -> T) -> T {
+        FAST_PATH.with(|p| p.set(false));
+        let r = f();
+        FAST_PATH.with(|p| p.set(true));
+        r
     }
 
     #[test]
@@ -1444,11 +1456,7 @@ mod tests {
         for limit in 0..30 {
             let mut o = MeterOptions::default();
             o.limits.max_text_bytes = limit;
-            let fast = run_with(b"", &body, o.clone());
-            FAST_PATH.with(|f| f.set(false));
-            let full = run_with(b"", &body, o);
-            FAST_PATH.with(|f| f.set(true));
-            assert_eq!(fast, full, "limit {limit}");
+            let fast = on_both_paths_with(&body, o);
             assert_eq!(has(&fast, "text_limit_reached"), limit < 26, "limit {limit}");
             let text = "abé東éx😀😀\n\"naïve";
             let cut = (0..=limit.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
@@ -1487,16 +1495,8 @@ mod tests {
                 let mut o = MeterOptions::default();
                 o.limits.max_line_bytes = max_line;
                 o.limits.max_body_bytes = max_body;
-                let whole = run_with(b"", body, o.clone());
-                let mut m = Meter::new(o.clone());
-                for p in body.as_bytes().chunks(5) {
-                    m.feed(p).unwrap();
-                }
-                assert_eq!(m.finish().unwrap(), whole, "stream {k}, 5-byte pieces, limits {max_line}/{max_body}");
-                FAST_PATH.with(|f| f.set(false));
-                let full = run_with(b"", body, o);
-                FAST_PATH.with(|f| f.set(true));
-                assert_eq!(whole, full, "stream {k}, limits {max_line}/{max_body}");
+                eprintln!("stream {k}, limits {max_line}/{max_body}");
+                on_both_paths_with(body, o);
             }
         }
     }
@@ -1522,11 +1522,7 @@ mod tests {
             o.limits.max_text_bytes = max_text;
             o.limits.max_line_bytes = 250;
             o.reconcile = true;
-            let fast = run_with(b"", &body, o.clone());
-            FAST_PATH.with(|f| f.set(false));
-            let full = run_with(b"", &body, o);
-            FAST_PATH.with(|f| f.set(true));
-            assert_eq!(fast, full, "max_choices {max_choices}, max_text {max_text}");
+            let fast = on_both_paths_with(&body, o);
             assert!(has(&fast, "line_too_long"));
             assert_eq!(has(&fast, "too_many_choices"), max_choices < 3);
         }
