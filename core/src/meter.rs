@@ -859,9 +859,17 @@ impl Accum {
             && self.created.is_some()
             && self.endpoint.is_some()
             && self.system_fingerprint.is_some();
+        // Nothing this chunk carries would set metadata: each field is known, or absent here
+        // (many streams never send a `system_fingerprint`).
+        let nothing_new = settled
+            || ((self.id.is_some() || c.id.is_none())
+                && (self.model.is_some() || c.model.is_none())
+                && (self.created.is_some() || c.created.unwrap_or(0) == 0)
+                && (self.endpoint.is_some() || c.object.is_none())
+                && (self.system_fingerprint.is_some() || c.system_fingerprint.is_none()));
         // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
         // Same effect as the general case below, without setting it up.
-        if let (true, None, Some(ch), true) = (settled, &c.usage, &c.first, c.more.is_empty()) {
+        if let (true, None, Some(ch), true) = (nothing_new, &c.usage, &c.first, c.more.is_empty()) {
             if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
                 let Some(s) = fast::text_bytes(raw) else { return false };
                 if let Some(i) = self.choice(ch.index) {
@@ -1526,6 +1534,32 @@ mod tests {
             assert!(has(&fast, "line_too_long"));
             assert_eq!(has(&fast, "too_many_choices"), max_choices < 3);
         }
+    }
+
+    /// Streams whose metadata never settles (no `system_fingerprint`, `created` 0) or arrives
+    /// late: a chunk that brings nothing new takes the short lane, one that brings a field
+    /// sets it, on both paths alike.
+    #[test]
+    fn metadata_arriving_late_reads_alike() {
+        let c = |meta: &str, t: &str| format!("data: {{{meta}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n");
+        let body = [
+            c("", "A"),
+            c(r#""id":"x","created":0,"system_fingerprint":null,"#, "b"),
+            c(r#""id":"y","model":"gpt-4o","#, "c"),
+            c(r#""object":"text_completion","#, "d"),
+            c(r#""created":0,"#, "e"),
+            c(r#""system_fingerprint":"fp_1","#, "f"),
+            c(r#""created":5,"#, "g"),
+            c(r#""id":"z","created":6,"model":"gpt-4","object":"chat.completion.chunk","system_fingerprint":"fp_2","#, "h"),
+            "data: [DONE]\n\n".to_owned(),
+        ]
+        .concat();
+        let r = on_both_paths(&body);
+        assert_eq!(r.completion_tokens as usize, crate::count_tokens("Abcdefgh", "gpt-4o"));
+        assert_eq!(
+            (r.response_id.as_deref(), r.model.as_deref(), r.created, r.system_fingerprint.as_deref(), r.endpoint),
+            (Some("x"), Some("gpt-4o"), Some(5), Some("fp_1"), Endpoint::Completions)
+        );
     }
 
     /// A tool call's `id` is decoded by the full decoder whatever its type, so a value it
