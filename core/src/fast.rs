@@ -438,7 +438,12 @@ struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     #[inline]
     fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.p.get(self.i) {
+        // Chunks are compact JSON: the first byte is nearly always a token, and every
+        // whitespace byte is below `!`.
+        while let Some(&c) = self.p.get(self.i) {
+            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                return;
+            }
             self.i += 1;
         }
     }
