@@ -61,14 +61,6 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
 }
 
-/// Sets a field of a usage object and returns its bit (`1 << n`), for
-/// [`Scanner::known_object`].
-#[inline]
-fn bit<T>(slot: &mut Option<T>, v: Option<T>, n: u32) -> u32 {
-    *slot = v;
-    1 << n
-}
-
 /// Most choices after the first that one chunk may carry on the fast path.
 const MAX_MORE_CHOICES: usize = 15;
 
@@ -446,12 +438,7 @@ struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     #[inline]
     fn ws(&mut self) {
-        // Chunks are compact JSON: the first byte is nearly always a token, and every
-        // whitespace byte is below `!`.
-        while let Some(&c) = self.p.get(self.i) {
-            if c > b' ' || !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
-                return;
-            }
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.p.get(self.i) {
             self.i += 1;
         }
     }
@@ -559,26 +546,23 @@ impl<'a> Scanner<'a> {
     /// Declines on any count that is not a plain integer (negative, fractional, a string...),
     /// which the full decoder turns into [`wire::Count::Invalid`].
     fn usage(&mut self) -> Option<wire::Usage> {
-        self.known_object(Self::usage_field)
-    }
-
-    /// One key of [`Self::usage`]: its bit, or 0 for a key the full decoder ignores.
-    fn usage_field(&mut self, key: &'a [u8], u: &mut wire::Usage) -> Option<u32> {
-        Some(match key {
-            b"prompt_tokens" => bit(&mut u.prompt_tokens, self.count()?, 0),
-            b"completion_tokens" => bit(&mut u.completion_tokens, self.count()?, 1),
-            b"total_tokens" => bit(&mut u.total_tokens, self.count()?, 2),
-            b"input_tokens" => bit(&mut u.input_tokens, self.count()?, 3),
-            b"output_tokens" => bit(&mut u.output_tokens, self.count()?, 4),
-            b"prompt_tokens_details" => bit(&mut u.prompt_tokens_details, self.details()?, 5),
-            b"completion_tokens_details" => bit(&mut u.completion_tokens_details, self.details()?, 6),
-            b"input_tokens_details" => bit(&mut u.input_tokens_details, self.details()?, 7),
-            b"output_tokens_details" => bit(&mut u.output_tokens_details, self.details()?, 8),
-            _ => {
-                self.skip()?;
-                0
+        let mut u = wire::Usage::default();
+        self.object(|s, key| {
+            match key {
+                b"prompt_tokens" => u.prompt_tokens = s.count()?,
+                b"completion_tokens" => u.completion_tokens = s.count()?,
+                b"total_tokens" => u.total_tokens = s.count()?,
+                b"input_tokens" => u.input_tokens = s.count()?,
+                b"output_tokens" => u.output_tokens = s.count()?,
+                b"prompt_tokens_details" => u.prompt_tokens_details = s.details()?,
+                b"completion_tokens_details" => u.completion_tokens_details = s.details()?,
+                b"input_tokens_details" => u.input_tokens_details = s.details()?,
+                b"output_tokens_details" => u.output_tokens_details = s.details()?,
+                _ => s.skip()?,
             }
-        })
+            Some(())
+        })?;
+        Some(u)
     }
 
     /// One `*_tokens_details` object of [`Self::usage`], or `null`.
@@ -586,72 +570,22 @@ impl<'a> Scanner<'a> {
         if self.null() {
             return Some(None);
         }
-        self.known_object(Self::details_field).map(Some)
-    }
-
-    /// One key of [`Self::details`], as [`Self::usage_field`].
-    fn details_field(&mut self, key: &'a [u8], d: &mut wire::Details) -> Option<u32> {
-        Some(match key {
-            b"cached_tokens" => bit(&mut d.cached_tokens, self.count()?, 0),
-            b"audio_tokens" => bit(&mut d.audio_tokens, self.count()?, 1),
-            b"image_tokens" => bit(&mut d.image_tokens, self.count()?, 2),
-            b"text_tokens" => bit(&mut d.text_tokens, self.count()?, 3),
-            b"cache_write_tokens" => bit(&mut d.cache_write_tokens, self.count()?, 4),
-            b"reasoning_tokens" => bit(&mut d.reasoning_tokens, self.count()?, 5),
-            b"accepted_prediction_tokens" => bit(&mut d.accepted_prediction_tokens, self.count()?, 6),
-            b"rejected_prediction_tokens" => bit(&mut d.rejected_prediction_tokens, self.count()?, 7),
-            _ => {
-                self.skip()?;
-                0
+        let mut d = wire::Details::default();
+        self.object(|s, key| {
+            match key {
+                b"cached_tokens" => d.cached_tokens = s.count()?,
+                b"audio_tokens" => d.audio_tokens = s.count()?,
+                b"image_tokens" => d.image_tokens = s.count()?,
+                b"text_tokens" => d.text_tokens = s.count()?,
+                b"cache_write_tokens" => d.cache_write_tokens = s.count()?,
+                b"reasoning_tokens" => d.reasoning_tokens = s.count()?,
+                b"accepted_prediction_tokens" => d.accepted_prediction_tokens = s.count()?,
+                b"rejected_prediction_tokens" => d.rejected_prediction_tokens = s.count()?,
+                _ => s.skip()?,
             }
-        })
-    }
-
-    /// An object whose keys `field` reads into a `T`, returning a distinct bit for each key it
-    /// knows and 0 for one it skipped. The services write these compactly, with known keys
-    /// only: such an object is read in one pass, a repeat caught by its bit instead of a
-    /// search of the keys seen. Anything else (whitespace, another key) is read again from
-    /// its start by [`Self::object`], into a fresh `T`.
-    fn known_object<T: Default>(&mut self, field: fn(&mut Self, &'a [u8], &mut T) -> Option<u32>) -> Option<T> {
-        let start = self.i;
-        let mut v = T::default();
-        if self.compact_known_object(|s, key| field(s, key, &mut v)).is_some() {
-            return Some(v);
-        }
-        self.i = start;
-        let mut v = T::default();
-        self.object(|s, key| field(s, key, &mut v).map(drop))?;
-        Some(v)
-    }
-
-    /// The one-pass walk of [`Self::known_object`]: `{`, then `"key":value` pairs separated
-    /// by `,` without whitespace, then `}`; `None` at anything else. A key holding a `\` or a
-    /// control byte is not one `field` knows, so it ends the walk too.
-    fn compact_known_object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<u32>) -> Option<()> {
-        self.eat(b'{')?;
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(());
-        }
-        let mut seen = 0;
-        loop {
-            self.eat(b'"')?;
-            let start = self.i;
-            let len = memchr::memchr(b'"', &self.p[start..])?;
-            let key = &self.p[start..start + len];
-            self.i = start + len + 1;
-            self.eat(b':')?;
-            let b = field(self, key)?;
-            if b == 0 || seen & b != 0 {
-                return None;
-            }
-            seen |= b;
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(()),
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
+        Some(Some(d))
     }
 
     /// A token count (a non-negative integer) or `null`.

@@ -859,17 +859,9 @@ impl Accum {
             && self.created.is_some()
             && self.endpoint.is_some()
             && self.system_fingerprint.is_some();
-        // Nothing this chunk carries would set metadata: each field is known, or absent here
-        // (many streams never send a `system_fingerprint`).
-        let nothing_new = settled
-            || ((self.id.is_some() || c.id.is_none())
-                && (self.model.is_some() || c.model.is_none())
-                && (self.created.is_some() || c.created.unwrap_or(0) == 0)
-                && (self.endpoint.is_some() || c.object.is_none())
-                && (self.system_fingerprint.is_some() || c.system_fingerprint.is_none()));
         // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
         // Same effect as the general case below, without setting it up.
-        if let (true, None, Some(ch), true) = (nothing_new, &c.usage, &c.first, c.more.is_empty()) {
+        if let (true, None, Some(ch), true) = (settled, &c.usage, &c.first, c.more.is_empty()) {
             if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
                 let Some(s) = fast::text_bytes(raw) else { return false };
                 if let Some(i) = self.choice(ch.index) {
@@ -1537,8 +1529,8 @@ mod tests {
     }
 
     /// Streams whose metadata never settles (no `system_fingerprint`, `created` 0) or arrives
-    /// late: a chunk that brings nothing new takes the short lane, one that brings a field
-    /// sets it, on both paths alike.
+    /// late, each field in its own chunk: the fast path sets each field as the full decoder
+    /// does.
     #[test]
     fn metadata_arriving_late_reads_alike() {
         let c = |meta: &str, t: &str| format!("data: {{{meta}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n");
