@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use usagetap::{Encoding, Meter, MeterOptions};
 use usagetap_benches::{
-    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai, without_usage,
+    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai,
+    without_usage,
 };
 
 #[derive(Deserialize)]
@@ -40,7 +41,9 @@ struct Delta {
 fn baseline(body: &str) -> usize {
     let mut text = String::new();
     for line in body.lines() {
-        let Some(d) = line.strip_prefix("data: ") else { continue };
+        let Some(d) = line.strip_prefix("data: ") else {
+            continue;
+        };
         if d == "[DONE]" {
             continue;
         }
@@ -52,7 +55,9 @@ fn baseline(body: &str) -> usize {
             }
         }
     }
-    tiktoken_rs::o200k_base_singleton().encode_ordinary(&text).len()
+    tiktoken_rs::o200k_base_singleton()
+        .encode_ordinary(&text)
+        .len()
 }
 
 fn usagetap(body: &str) -> u64 {
@@ -110,8 +115,14 @@ fn cold(flag: &str, enc: &str) -> f64 {
     let exe = std::env::current_exe().expect("exe");
     let mut v: Vec<f64> = (0..7)
         .map(|_| {
-            let out = Command::new(&exe).args([flag, enc]).output().expect("child");
-            String::from_utf8_lossy(&out.stdout).trim().parse::<f64>().unwrap_or(f64::NAN)
+            let out = Command::new(&exe)
+                .args([flag, enc])
+                .output()
+                .expect("child");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<f64>()
+                .unwrap_or(f64::NAN)
         })
         .collect();
     v.sort_by(f64::total_cmp);
@@ -131,18 +142,30 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--cold-reference") {
         let enc = Encoding::from_name(&args[i + 1]).expect("encoding");
         let t = Instant::now();
-        black_box(reference(enc).count_ordinary(black_box("Hello, world! This is the first count.")));
+        black_box(
+            reference(enc).count_ordinary(black_box("Hello, world! This is the first count.")),
+        );
         println!("{}", t.elapsed().as_secs_f64() * 1e3);
         return;
     }
     // `--prof ENCODING mixed|prose`: count in a loop for 8 s, for a profiler.
     if let Some(i) = args.iter().position(|a| a == "--prof") {
         let enc = Encoding::from_name(&args[i + 1]).expect("encoding");
-        let text = if args.get(i + 2).is_some_and(|a| a == "prose") { corpus_prose() } else { corpus_mixed_text() };
+        let text = if args.get(i + 2).is_some_and(|a| a == "prose") {
+            corpus_prose()
+        } else {
+            corpus_mixed_text()
+        };
         let t = Instant::now();
         let mut n = 0;
-        while t.elapsed().as_secs() < 8 { black_box(enc.count(black_box(&text))); n += 1; }
-        println!("{} MB/s", (n * text.len()) as f64 / 1e6 / t.elapsed().as_secs_f64());
+        while t.elapsed().as_secs() < 8 {
+            black_box(enc.count(black_box(&text)));
+            n += 1;
+        }
+        println!(
+            "{} MB/s",
+            (n * text.len()) as f64 / 1e6 / t.elapsed().as_secs_f64()
+        );
         return;
     }
     if args.iter().any(|a| a == "--list") {
@@ -154,26 +177,65 @@ fn main() {
     let cases: Vec<(&str, Vec<String>)> = vec![
         (
             "real streams, usage chunk",
-            real.iter().filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]")).map(|(_, r)| r.clone()).collect(),
+            real.iter()
+                .filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+                .map(|(_, r)| r.clone())
+                .collect(),
         ),
         (
             "real streams, no usage",
-            real.iter().filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]")).map(|(_, r)| without_usage(r)).collect(),
+            real.iter()
+                .filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+                .map(|(_, r)| without_usage(r))
+                .collect(),
         ),
-        ("OpenAI 4k chunks, usage", vec![synthetic_openai(4000, true)]),
-        ("OpenAI 4k chunks, no usage", vec![synthetic_openai(4000, false)]),
+        (
+            "OpenAI 4k chunks, usage",
+            vec![synthetic_openai(4000, true)],
+        ),
+        (
+            "OpenAI 4k chunks, no usage",
+            vec![synthetic_openai(4000, false)],
+        ),
         ("Azure 4k chunks, usage", vec![synthetic_azure(4000, true)]),
-        ("Azure 4k chunks, no usage", vec![synthetic_azure(4000, false)]),
+        (
+            "Azure 4k chunks, no usage",
+            vec![synthetic_azure(4000, false)],
+        ),
     ];
     let budget = Duration::from_millis(1500);
-    println!("{:<28} {:>9} {:>13} {:>13} {:>8} {:>15}", "input", "MB", "serde+tk MB/s", "usagetap MB/s", "ratio", "meter/count-only");
+    println!(
+        "{:<28} {:>9} {:>13} {:>13} {:>8} {:>15}",
+        "input", "MB", "serde+tk MB/s", "usagetap MB/s", "ratio", "meter/count-only"
+    );
     for (name, bodies) in &cases {
         let bytes: usize = bodies.iter().map(String::len).sum();
         let mb = bytes as f64 / 1e6;
-        let t_base = median(|| for b in bodies { black_box(baseline(b)); }, budget);
-        let t_tap = median(|| for b in bodies { black_box(usagetap(b)); }, budget);
+        let t_base = median(
+            || {
+                for b in bodies {
+                    black_box(baseline(b));
+                }
+            },
+            budget,
+        );
+        let t_tap = median(
+            || {
+                for b in bodies {
+                    black_box(usagetap(b));
+                }
+            },
+            budget,
+        );
         let texts: Vec<String> = bodies.iter().map(|b| joined_text(b)).collect();
-        let t_count = median(|| for t in &texts { black_box(Encoding::O200kBase.count(t)); }, budget);
+        let t_count = median(
+            || {
+                for t in &texts {
+                    black_box(Encoding::O200kBase.count(t));
+                }
+            },
+            budget,
+        );
         println!(
             "{name:<28} {mb:>9.3} {:>13.1} {:>13.1} {:>7.1}x {:>15.2}",
             mb / t_base,
@@ -184,10 +246,16 @@ fn main() {
     }
     println!();
     println!("token counting only, tiktoken-rs count_ordinary vs Encoding::count (equal counts checked):");
-    println!("{:<14} {:<20} {:>7} {:>16} {:>14} {:>7}", "encoding", "text", "MB", "tiktoken-rs MB/s", "usagetap MB/s", "ratio");
+    println!(
+        "{:<14} {:<20} {:>7} {:>16} {:>14} {:>7}",
+        "encoding", "text", "MB", "tiktoken-rs MB/s", "usagetap MB/s", "ratio"
+    );
     let mixed = corpus_mixed_text();
     let prose = corpus_prose();
-    let texts = [("corpus mixed text", &mixed), ("corpus English prose", &prose)];
+    let texts = [
+        ("corpus mixed text", &mixed),
+        ("corpus English prose", &prose),
+    ];
     for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
         let bpe = reference(enc);
         for (name, text) in texts {
@@ -195,9 +263,25 @@ fn main() {
             let ours = enc.count(text);
             let theirs = bpe.count_ordinary(text);
             assert_eq!(ours, theirs, "{enc} {name}");
-            let t_ref = median(|| { black_box(bpe.count_ordinary(black_box(text))); }, budget);
-            let t_tap = median(|| { black_box(enc.count(black_box(text))); }, budget);
-            println!("{:<14} {name:<20} {mb:>7.2} {:>16.1} {:>14.1} {:>6.1}x", enc.name(), mb / t_ref, mb / t_tap, t_ref / t_tap);
+            let t_ref = median(
+                || {
+                    black_box(bpe.count_ordinary(black_box(text)));
+                },
+                budget,
+            );
+            let t_tap = median(
+                || {
+                    black_box(enc.count(black_box(text)));
+                },
+                budget,
+            );
+            println!(
+                "{:<14} {name:<20} {mb:>7.2} {:>16.1} {:>14.1} {:>6.1}x",
+                enc.name(),
+                mb / t_ref,
+                mb / t_tap,
+                t_ref / t_tap
+            );
         }
     }
     println!();
@@ -205,7 +289,12 @@ fn main() {
     for (unit, n) in [("a", 1_000_000), ("_", 50_000), (" ", 1_000_000)] {
         let text = unit.repeat(n);
         for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
-            let t = median(|| { black_box(enc.count(black_box(&text))); }, Duration::from_millis(500));
+            let t = median(
+                || {
+                    black_box(enc.count(black_box(&text)));
+                },
+                Duration::from_millis(500),
+            );
             println!("  {:<12} {unit:?} x {n:<9} {:>8.1} ms", enc.name(), t * 1e3);
         }
     }
@@ -213,19 +302,32 @@ fn main() {
     println!("cold start (fresh process, build tables + first count), median of 7:");
     println!("  {:<12} {:>12} {:>12}", "", "tiktoken-rs", "usagetap");
     for enc in ["o200k_base", "cl100k_base"] {
-        println!("  {enc:<12} {:>9.1} ms {:>9.2} ms", cold("--cold-reference", enc), cold("--cold", enc));
+        println!(
+            "  {enc:<12} {:>9.1} ms {:>9.2} ms",
+            cold("--cold-reference", enc),
+            cold("--cold", enc)
+        );
     }
     println!();
-    println!("the Python wheel (release build) against the Python glue, python/bench/compare_glue.py:");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root");
+    println!(
+        "the Python wheel (release build) against the Python glue, python/bench/compare_glue.py:"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
     // The long synthetic streams of the first table, as files, so Python meters the same bytes.
     let dir = root.join("target/bench-synthetic");
     let synthetic: Vec<std::path::PathBuf> = cases
         .iter()
         .filter(|(name, _)| !name.starts_with("real"))
         .map(|(name, bodies)| {
-            let path = dir.join(format!("{}.sse", name.replace([' ', ','], "_").replace("__", "_")));
-            std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, &bodies[0])).expect("write synthetic stream");
+            let path = dir.join(format!(
+                "{}.sse",
+                name.replace([' ', ','], "_").replace("__", "_")
+            ));
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&path, &bodies[0]))
+                .expect("write synthetic stream");
             path
         })
         .collect();

@@ -11,14 +11,18 @@ pub fn corpus_path() -> std::path::PathBuf {
 
 /// `(request, response)` of every recorded chat-completions stream, largest first.
 pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
-    let text = std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
+    let text =
+        std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
     let mut v: Vec<(Vec<u8>, String)> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["endpoint"] == "chat.completions" && v["stream"] == true)
         .map(|v| {
             let req = serde_json::to_vec(&v["request"]).unwrap_or_default();
-            (req, v["response_body"].as_str().unwrap_or_default().to_owned())
+            (
+                req,
+                v["response_body"].as_str().unwrap_or_default().to_owned(),
+            )
         })
         .collect();
     v.sort_by_key(|(_, r)| std::cmp::Reverse(r.len()));
@@ -97,9 +101,13 @@ fn string_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
 /// and of each JSON response or SSE event. Prompts, completions, code, tool schemas, several
 /// languages: the "mixed text" of the token-counting benches.
 pub fn corpus_strings() -> Vec<String> {
-    let text = std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
+    let text =
+        std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
     let mut out = Vec::new();
-    for v in text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()) {
+    for v in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    {
         string_leaves(&v["request"], &mut out);
         let body = v["response_body"].as_str().unwrap_or_default();
         if let Ok(j) = serde_json::from_str::<serde_json::Value>(body) {
@@ -126,7 +134,11 @@ pub fn corpus_mixed_text() -> String {
 pub fn corpus_prose() -> String {
     let prose = |s: &String| {
         s.len() >= 200
-            && s.bytes().filter(|b| b.is_ascii_alphabetic() || b" .,;:'\"?!-()\n".contains(b)).count() * 100 >= s.len() * 97
+            && s.bytes()
+                .filter(|b| b.is_ascii_alphabetic() || b" .,;:'\"?!-()\n".contains(b))
+                .count()
+                * 100
+                >= s.len() * 97
             && s.bytes().filter(|&b| b == b' ').count() * 10 >= s.len()
     };
     let mut v: Vec<String> = corpus_strings().into_iter().filter(prose).collect();
@@ -147,15 +159,24 @@ pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, String> {
 /// The Python of a venv (`target/py-bench-venv`) holding a release build of the wheel (the
 /// test venv's is a dev build) and the `extra` packages; built with the maturin that
 /// `bash python/test.sh` installs in `target/py-venv`.
-pub fn release_wheel_python(root: &std::path::Path, extra: &[&str]) -> Result<std::path::PathBuf, String> {
+pub fn release_wheel_python(
+    root: &std::path::Path,
+    extra: &[&str],
+) -> Result<std::path::PathBuf, String> {
     use std::process::Command;
     let maturin = root.join("target/py-venv/bin/maturin");
     if !maturin.exists() {
-        return Err(format!("{} is missing: run `bash python/test.sh` first", maturin.display()));
+        return Err(format!(
+            "{} is missing: run `bash python/test.sh` first",
+            maturin.display()
+        ));
     }
     let wheels = root.join("target/wheels-release");
     let _ = std::fs::remove_dir_all(&wheels);
-    run(Command::new(&maturin).current_dir(root.join("python")).args(["build", "--release", "--quiet", "--out"]).arg(&wheels))?;
+    run(Command::new(&maturin)
+        .current_dir(root.join("python"))
+        .args(["build", "--release", "--quiet", "--out"])
+        .arg(&wheels))?;
     let wheel = std::fs::read_dir(&wheels)
         .map_err(|e| e.to_string())?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -166,9 +187,20 @@ pub fn release_wheel_python(root: &std::path::Path, extra: &[&str]) -> Result<st
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
     }
     let py = venv.join("bin/python");
-    run(Command::new(&py).args(["-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall"]).arg(&wheel))?;
+    run(Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--force-reinstall",
+        ])
+        .arg(&wheel))?;
     if !extra.is_empty() {
-        run(Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(extra))?;
+        run(Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(extra))?;
     }
     Ok(py)
 }
@@ -189,19 +221,31 @@ mod tests {
         ] {
             for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
                 if line != "[DONE]" {
-                    serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
+                    serde_json::from_str::<serde_json::Value>(line)
+                        .unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
                 }
             }
             let mut m = usagetap::Meter::new(usagetap::MeterOptions::default());
             m.feed(body.as_bytes()).expect("feed");
             let r = m.finish().expect("finish");
             let flags: Vec<&str> = r.flags.names().collect();
-            let expected: &[&str] =
-                if usage { &[] } else { &["no_usage_reported", "completion_may_be_one_short", "prompt_unknown"] };
+            let expected: &[&str] = if usage {
+                &[]
+            } else {
+                &[
+                    "no_usage_reported",
+                    "completion_may_be_one_short",
+                    "prompt_unknown",
+                ]
+            };
             assert_eq!(flags, expected, "{name}");
             assert_eq!(r.source == usagetap::Source::Reported, usage, "{name}");
             if name == "openai" {
-                assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"), "{name}");
+                assert_eq!(
+                    r.choices[0].finish_reason.as_deref(),
+                    Some("stop"),
+                    "{name}"
+                );
             }
         }
     }

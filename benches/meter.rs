@@ -7,7 +7,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use usagetap::sse::Framer;
 use usagetap::{Encoding, Meter, MeterOptions};
 use usagetap_benches::{
-    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai, without_usage,
+    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai,
+    without_usage,
 };
 
 fn meter_once(req: &[u8], body: &[u8], piece: usize) -> u64 {
@@ -31,10 +32,26 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, String)> {
     vec![
         ("real/with_usage", req.clone(), with.clone()),
         ("real/without_usage", req, without_usage(&with)),
-        ("openai_4k/with_usage", Vec::new(), synthetic_openai(4000, true)),
-        ("openai_4k/without_usage", Vec::new(), synthetic_openai(4000, false)),
-        ("azure_4k/with_usage", Vec::new(), synthetic_azure(4000, true)),
-        ("azure_4k/without_usage", Vec::new(), synthetic_azure(4000, false)),
+        (
+            "openai_4k/with_usage",
+            Vec::new(),
+            synthetic_openai(4000, true),
+        ),
+        (
+            "openai_4k/without_usage",
+            Vec::new(),
+            synthetic_openai(4000, false),
+        ),
+        (
+            "azure_4k/with_usage",
+            Vec::new(),
+            synthetic_azure(4000, true),
+        ),
+        (
+            "azure_4k/without_usage",
+            Vec::new(),
+            synthetic_azure(4000, false),
+        ),
     ]
 }
 
@@ -74,14 +91,20 @@ fn bench_framer(c: &mut Criterion) {
 }
 
 fn bench_count(c: &mut Criterion) {
-    let text: String = corpus_chat_streams().iter().take(50).map(|(_, r)| r.as_str()).collect();
+    let text: String = corpus_chat_streams()
+        .iter()
+        .take(50)
+        .map(|(_, r)| r.as_str())
+        .collect();
     let mut g = c.benchmark_group("count");
     g.throughput(Throughput::Bytes(text.len() as u64));
     for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
         enc.count("warm up");
-        g.bench_with_input(BenchmarkId::new(enc.name(), "corpus_streams"), &text, |b, t| {
-            b.iter(|| enc.count(black_box(t)))
-        });
+        g.bench_with_input(
+            BenchmarkId::new(enc.name(), "corpus_streams"),
+            &text,
+            |b, t| b.iter(|| enc.count(black_box(t))),
+        );
     }
     g.finish();
     // The engine against the reference, on the corpus's mixed text and English prose.

@@ -56,7 +56,8 @@ fn rust() -> (f64, f64) {
 fn parse(out: &[u8]) -> Option<(f64, f64)> {
     let s = String::from_utf8_lossy(out);
     let get = |k: &str| {
-        s.lines().find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse::<f64>().ok()))
+        s.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.trim().parse::<f64>().ok()))
     };
     Some((get("exchange ")?, get("feed ")?))
 }
@@ -64,18 +65,31 @@ fn parse(out: &[u8]) -> Option<(f64, f64)> {
 use usagetap_benches::run;
 
 fn c_face(root: &Path, target: &Path, files: &[PathBuf]) -> Result<(f64, f64), String> {
-    run(Command::new(env!("CARGO")).current_dir(root).args(["build", "-q", "--release", "-p", "usagetap-ffi"]))?;
+    run(Command::new(env!("CARGO")).current_dir(root).args([
+        "build",
+        "-q",
+        "--release",
+        "-p",
+        "usagetap-ffi",
+    ]))?;
     let exe = files[0].with_file_name("overhead-c");
-    run(Command::new("cc").args(["-std=c11", "-O2", "-I"]).arg(root.join("include"))
+    run(Command::new("cc")
+        .args(["-std=c11", "-O2", "-I"])
+        .arg(root.join("include"))
         .arg(root.join("benches/overhead/overhead.c"))
         .arg(target.join("release/libusagetap.a"))
-        .args(["-lpthread", "-ldl", "-lm", "-o"]).arg(&exe))?;
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe))?;
     parse(&run(Command::new(&exe).args(files))?).ok_or_else(|| "unreadable output".into())
 }
 
 fn python_face(root: &Path, files: &[PathBuf]) -> Result<(f64, f64), String> {
     let py = usagetap_benches::release_wheel_python(root, &[])?;
-    let out = usagetap_benches::run(Command::new(&py).arg(root.join("python/bench/overhead.py")).args(files))?;
+    let out = usagetap_benches::run(
+        Command::new(&py)
+            .arg(root.join("python/bench/overhead.py"))
+            .args(files),
+    )?;
     parse(&out).ok_or_else(|| "unreadable output".into())
 }
 
@@ -83,28 +97,46 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
     let dir = std::env::temp_dir().join(format!("usagetap-overhead-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let files: Vec<PathBuf> = [("request.json", REQUEST), ("response.json", RESPONSE), ("chunk.sse", CHUNK)]
-        .iter()
-        .map(|(n, s)| {
-            let p = dir.join(n);
-            std::fs::write(&p, s).unwrap();
-            p
-        })
-        .collect();
+    let files: Vec<PathBuf> = [
+        ("request.json", REQUEST),
+        ("response.json", RESPONSE),
+        ("chunk.sse", CHUNK),
+    ]
+    .iter()
+    .map(|(n, s)| {
+        let p = dir.join(n);
+        std::fs::write(&p, s).unwrap();
+        p
+    })
+    .collect();
     Meter::new(MeterOptions::default()).finish().unwrap();
     let (rx, rf) = rust();
     println!("per call, median of 15 batches (ns)     exchange   overhead       feed   overhead");
-    println!("{:<38} {rx:>10.0} {:>10} {rf:>10.0} {:>10}", "Rust (usagetap::Meter)", "-", "-");
+    println!(
+        "{:<38} {rx:>10.0} {:>10} {rf:>10.0} {:>10}",
+        "Rust (usagetap::Meter)", "-", "-"
+    );
     for (name, face) in [
-        ("C ABI (static library, cc -O2)", c_face(&root, &target, &files)),
+        (
+            "C ABI (static library, cc -O2)",
+            c_face(&root, &target, &files),
+        ),
         ("Python wheel (abi3, release)", python_face(&root, &files)),
     ] {
         match face {
-            Ok((x, f)) => println!("{name:<38} {x:>10.0} {:>+10.0} {f:>10.0} {:>+10.0}", x - rx, f - rf),
+            Ok((x, f)) => println!(
+                "{name:<38} {x:>10.0} {:>+10.0} {f:>10.0} {:>+10.0}",
+                x - rx,
+                f - rf
+            ),
             Err(e) => println!("{name:<38} skipped: {e}"),
         }
     }

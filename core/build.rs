@@ -32,7 +32,11 @@ fn main() {
 /// Every ordinary token of `bpe`, by rank. Ranks are contiguous from 0 in the OpenAI
 /// vocabularies; the first rank that does not decode (or decodes to a special token) ends them.
 fn tokens(bpe: &tiktoken_rs::CoreBPE) -> Vec<Vec<u8>> {
-    let specials: Vec<Vec<u8>> = bpe.special_tokens().iter().map(|s| s.as_bytes().to_vec()).collect();
+    let specials: Vec<Vec<u8>> = bpe
+        .special_tokens()
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
     let mut v = Vec::new();
     for r in 0u32.. {
         match bpe.decode_bytes(&[r]) {
@@ -60,7 +64,11 @@ fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String
     let mut tail = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (rank, t) in toks.iter().enumerate() {
-        assert!(!t.is_empty() && t.len() <= 255, "{name}: token {rank} has {} bytes", t.len());
+        assert!(
+            !t.is_empty() && t.len() <= 255,
+            "{name}: token {rank} has {} bytes",
+            t.len()
+        );
         assert!(seen.insert(t.clone()), "{name}: duplicate token {rank}");
         let mut i = slot_of(hash_bytes(t), bits);
         while slots[i * SLOT + 8..i * SLOT + 12] != EMPTY.to_le_bytes() {
@@ -95,7 +103,10 @@ fn table(out: &Path, name: &str, bpe: &tiktoken_rs::CoreBPE, consts: &mut String
     std::fs::write(out.join(format!("{name}_tail.bin")), tail).expect("write tail");
     let up = name.to_uppercase();
     let _ = writeln!(consts, "/// Tokens in {name} (ordinary ranks 0..N).");
-    let _ = writeln!(consts, "#[allow(dead_code)]\npub(crate) const {up}_TOKENS: usize = {n};");
+    let _ = writeln!(
+        consts,
+        "#[allow(dead_code)]\npub(crate) const {up}_TOKENS: usize = {n};"
+    );
     let _ = writeln!(consts, "pub(crate) static {up}: Table = Table {{ bits: {bits}, slots: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_slots.bin\")), tail: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_tail.bin\")), pairs: include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}_pairs.bin\")) }};");
 }
 
@@ -112,8 +123,12 @@ const CLASSES: &[(&str, u8)] = &[
 fn unicode(out: &Path, consts: &mut String) {
     let mut cls = vec![0u8; 0x11_0000];
     for (pat, bit) in CLASSES {
-        let hir = regex_syntax::ParserBuilder::new().build().parse(pat).expect("class parses");
-        let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) = hir.kind() else {
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(pat)
+            .expect("class parses");
+        let regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) = hir.kind()
+        else {
             panic!("{pat} is not a Unicode class");
         };
         for r in c.ranges() {
@@ -138,9 +153,19 @@ fn unicode(out: &Path, consts: &mut String) {
     let stage2: Vec<u8> = blocks.concat();
     std::fs::write(out.join("unicode_stage1.bin"), stage1).expect("write stage1");
     std::fs::write(out.join("unicode_stage2.bin"), stage2).expect("write stage2");
-    let _ = writeln!(consts, "/// Class bits of ASCII (a fixed-size array: no bounds check on the hot path).");
-    let _ = writeln!(consts, "pub(crate) static ASCII: [u8; 128] = {:?};", &cls[..128]);
-    let _ = writeln!(consts, "/// Block of each 256 code points (u16 little-endian).");
+    let _ = writeln!(
+        consts,
+        "/// Class bits of ASCII (a fixed-size array: no bounds check on the hot path)."
+    );
+    let _ = writeln!(
+        consts,
+        "pub(crate) static ASCII: [u8; 128] = {:?};",
+        &cls[..128]
+    );
+    let _ = writeln!(
+        consts,
+        "/// Block of each 256 code points (u16 little-endian)."
+    );
     let _ = writeln!(consts, "pub(crate) static STAGE1: &[u8; 8704] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/unicode_stage1.bin\"));");
     let _ = writeln!(consts, "/// Class bits of each code point, by block.");
     let _ = writeln!(consts, "pub(crate) static STAGE2: &[u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/unicode_stage2.bin\"));");

@@ -12,6 +12,15 @@ if [ ! -f ../shared/corpus/dev.jsonl ] && [ -z "${USAGETAP_CORPUS:-}" ]; then
 fi
 export USAGETAP_CORPUS="${USAGETAP_CORPUS:-$(cd .. && pwd)/shared/corpus/dev.jsonl}"
 
+stage "Rust formatting (rustfmt) of every crate"
+if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
+  cargo fmt --all -- --check
+  (cd python && cargo fmt -- --check)
+  (cd fuzz && cargo fmt -- --check)
+else
+  echo "rustfmt is not available and could not be installed: formatting not checked" >&2
+fi
+
 stage "Rust: unit, corpus, split-invariance and doc tests"
 cargo test --workspace --locked
 

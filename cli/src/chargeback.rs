@@ -9,7 +9,8 @@ use usagetap::adapters::{meter_envelope, ConsumerHasher};
 use usagetap::ledger::{Ledger, LedgerKey, LedgerRow, PriceTable};
 use usagetap::MeterOptions;
 
-pub const USAGE: &str = "  usagetap chargeback [--format table|csv|json] [--prices FILE] [--by DIM]... EVENTS...
+pub const USAGE: &str =
+    "  usagetap chargeback [--format table|csv|json] [--prices FILE] [--by DIM]... EVENTS...
       EVENTS: JSON Lines files of APIM Event Hub envelopes (or raw request/response pairs), or
       directories of them. Prints one ledger row per consumer, model, deployment and day.
       DIM: api_operation, endpoint, source, status. Consumers are HMAC-SHA256 hashes of the
@@ -44,7 +45,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
             }
             "--by" => {
                 let d = it.next().ok_or("--by needs a dimension")?;
-                if !matches!(d.as_str(), "api_operation" | "endpoint" | "source" | "status") {
+                if !matches!(
+                    d.as_str(),
+                    "api_operation" | "endpoint" | "source" | "status"
+                ) {
                     return Err(format!("unknown dimension {d}"));
                 }
                 dims.push(d.clone());
@@ -65,15 +69,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let currency = prices.as_ref().and_then(|p| p.currency.clone());
     let mut ledger = Ledger::new(prices);
     let opts = MeterOptions::default();
-    let total_bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
+    let total_bytes: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
     let mut progress = Progress::new(total_bytes);
     let (mut events, mut errors, mut truncated) = (0u64, 0u64, 0u64);
     for f in &files {
         let file = std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
         let mut reader = io::BufReader::with_capacity(1 << 20, file);
         let mut line = Vec::new();
-        while let Some((l, n)) = crate::lines::next_line(&mut reader, &mut line, crate::lines::MAX_LINE_BYTES)
-            .map_err(|e| format!("{}: {e}", f.display()))?
+        while let Some((l, n)) =
+            crate::lines::next_line(&mut reader, &mut line, crate::lines::MAX_LINE_BYTES)
+                .map_err(|e| format!("{}: {e}", f.display()))?
         {
             progress.advance(n, events);
             if matches!(l, crate::lines::Line::Read) && line.trim_ascii().is_empty() {
@@ -81,10 +90,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
             }
             events += 1;
             let metered = match l {
-                crate::lines::Line::TooLong => {
-                    Err(format!("line of {n} bytes is over the {} MiB cap", crate::lines::MAX_LINE_BYTES >> 20))
+                crate::lines::Line::TooLong => Err(format!(
+                    "line of {n} bytes is over the {} MiB cap",
+                    crate::lines::MAX_LINE_BYTES >> 20
+                )),
+                crate::lines::Line::Read => {
+                    meter_envelope(&line, &opts, &hasher).map_err(|e| e.to_string())
                 }
-                crate::lines::Line::Read => meter_envelope(&line, &opts, &hasher).map_err(|e| e.to_string()),
             };
             match metered {
                 Ok(er) => {
@@ -103,7 +115,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
                             (d.clone(), v)
                         })
                         .collect();
-                    ledger.add(er.consumer.as_deref(), er.event_time.as_deref(), &extra, &er.record);
+                    ledger.add(
+                        er.consumer.as_deref(),
+                        er.event_time.as_deref(),
+                        &extra,
+                        &er.record,
+                    );
                 }
                 Err(e) => {
                     errors += 1;
@@ -145,29 +162,59 @@ fn expand(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn is_events_file(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("jsonl" | "json" | "ndjson"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "json" | "ndjson")
+    )
 }
 
 fn cost_text(c: Option<f64>) -> String {
     c.map_or_else(|| "unknown".to_owned(), |c| format!("{c:.6}"))
 }
 
-fn write_table(out: &mut impl Write, l: &Ledger, dims: &[String], currency: Option<&str>) -> io::Result<()> {
+fn write_table(
+    out: &mut impl Write,
+    l: &Ledger,
+    dims: &[String],
+    currency: Option<&str>,
+) -> io::Result<()> {
     let mut head = vec!["consumer", "model", "deployment", "day"];
     head.extend(dims.iter().map(String::as_str));
-    let cost_head = format!("cost{}", currency.map(|c| format!(" ({c})")).unwrap_or_default());
-    head.extend(["requests", "prompt", "completion", "total", "cached", "reasoning", &cost_head]);
+    let cost_head = format!(
+        "cost{}",
+        currency.map(|c| format!(" ({c})")).unwrap_or_default()
+    );
+    head.extend([
+        "requests",
+        "prompt",
+        "completion",
+        "total",
+        "cached",
+        "reasoning",
+        &cost_head,
+    ]);
     let mut rows: Vec<Vec<String>> = Vec::new();
     for (k, r) in l.rows() {
         rows.push(row_cells(k, r, true));
     }
     let t = l.total();
-    let mut total = vec!["TOTAL".to_owned(), String::new(), String::new(), String::new()];
+    let mut total = vec![
+        "TOTAL".to_owned(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
     total.extend(dims.iter().map(|_| String::new()));
     total.extend(numbers(&t));
     rows.push(total);
     let widths: Vec<usize> = (0..head.len())
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([head[i].len()]).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let numeric_from = 4 + dims.len();
     let line = |cells: &[String], out: &mut dyn Write| -> io::Result<()> {
@@ -187,7 +234,10 @@ fn write_table(out: &mut impl Write, l: &Ledger, dims: &[String], currency: Opti
         }
         writeln!(out, "{}", s.trim_end())
     };
-    line(&head.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), out)?;
+    line(
+        &head.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        out,
+    )?;
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
     line(&rule, out)?;
     let n = rows.len();
@@ -208,7 +258,12 @@ fn row_cells(k: &LedgerKey, r: &LedgerRow, short_consumer: bool) -> Vec<String> 
     } else {
         k.consumer.clone()
     };
-    let mut v = vec![consumer, k.model.clone(), k.deployment.clone(), k.day.clone()];
+    let mut v = vec![
+        consumer,
+        k.model.clone(),
+        k.deployment.clone(),
+        k.day.clone(),
+    ];
     v.extend(k.extra.iter().map(|(_, val)| val.clone()));
     v.extend(numbers(r));
     v
@@ -237,10 +292,21 @@ fn csv_field(s: &str) -> String {
 fn write_csv(out: &mut impl Write, l: &Ledger, dims: &[String]) -> io::Result<()> {
     let mut head = vec!["consumer", "model", "deployment", "day"];
     head.extend(dims.iter().map(String::as_str));
-    head.extend(["requests", "prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost"]);
+    head.extend([
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost",
+    ]);
     writeln!(out, "{}", head.join(","))?;
     for (k, r) in l.rows() {
-        let cells: Vec<String> = row_cells(k, r, false).iter().map(|c| csv_field(c)).collect();
+        let cells: Vec<String> = row_cells(k, r, false)
+            .iter()
+            .map(|c| csv_field(c))
+            .collect();
         writeln!(out, "{}", cells.join(","))?;
     }
     Ok(())
@@ -279,7 +345,14 @@ struct Progress {
 impl Progress {
     fn new(total: u64) -> Progress {
         let now = Instant::now();
-        Progress { total, done: 0, shown: false, start: now, last: now, enabled: io::stderr().is_terminal() }
+        Progress {
+            total,
+            done: 0,
+            shown: false,
+            start: now,
+            last: now,
+            enabled: io::stderr().is_terminal(),
+        }
     }
 
     fn advance(&mut self, n: u64, events: u64) {
@@ -292,9 +365,18 @@ impl Progress {
         }
         self.last = Instant::now();
         self.shown = true;
-        let frac = if self.total == 0 { 1.0 } else { self.done as f64 / self.total as f64 };
+        let frac = if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        };
         let filled = (frac * 30.0) as usize;
-        eprint!("\r[{}{}] {:>3.0}% {events} events", "=".repeat(filled.min(30)), " ".repeat(30 - filled.min(30)), frac * 100.0);
+        eprint!(
+            "\r[{}{}] {:>3.0}% {events} events",
+            "=".repeat(filled.min(30)),
+            " ".repeat(30 - filled.min(30)),
+            frac * 100.0
+        );
     }
 
     fn done(&mut self) {

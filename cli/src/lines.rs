@@ -17,7 +17,11 @@ pub enum Line {
 
 /// Reads the next line into `buf` (cleared first). `Ok(None)` at the end of the input; the
 /// second value is the number of bytes consumed, newline included.
-pub fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>, cap: usize) -> io::Result<Option<(Line, u64)>> {
+pub fn next_line(
+    r: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<Option<(Line, u64)>> {
     buf.clear();
     let mut consumed = 0u64;
     let mut too_long = false;
@@ -73,7 +77,12 @@ mod tests {
         }
         assert_eq!(
             got,
-            [("short".into(), 6), ("too long 21".into(), 21), (String::new(), 1), ("last".into(), 4)]
+            [
+                ("short".into(), 6),
+                ("too long 21".into(), 21),
+                (String::new(), 1),
+                ("last".into(), 4)
+            ]
         );
     }
 }

@@ -43,7 +43,10 @@ fn main() -> ExitCode {
             println!("usagetap {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err(format!("expected a command\n{}", USAGE.replace("{CHARGEBACK}", chargeback::USAGE))),
+        _ => Err(format!(
+            "expected a command\n{}",
+            USAGE.replace("{CHARGEBACK}", chargeback::USAGE)
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -74,7 +77,11 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
             "--reconcile" => reconcile = true,
             "--feed-chunk" => {
                 let v = it.next().ok_or("--feed-chunk needs a value")?;
-                feed_chunk = v.parse().ok().filter(|&n| n >= 1).ok_or("--feed-chunk needs N >= 1")?;
+                feed_chunk = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or("--feed-chunk needs N >= 1")?;
             }
             s if s.starts_with("--feed-chunk=") => {
                 feed_chunk = s["--feed-chunk=".len()..]
@@ -83,7 +90,9 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
                     .filter(|&n| n >= 1)
                     .ok_or("--feed-chunk needs N >= 1")?;
             }
-            s if s.starts_with('-') && s != "-" => return Err(format!("unknown option {s}\n{USAGE}")),
+            s if s.starts_with('-') && s != "-" => {
+                return Err(format!("unknown option {s}\n{USAGE}"))
+            }
             s => {
                 if file.replace(s.to_owned()).is_some() {
                     return Err("meter takes at most one FILE".into());
@@ -101,7 +110,10 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
         let rec = match l {
             lines::Line::TooLong => error_record(
                 Map::new(),
-                format!("input line of {n} bytes is over the {} MiB cap", lines::MAX_LINE_BYTES >> 20),
+                format!(
+                    "input line of {n} bytes is over the {} MiB cap",
+                    lines::MAX_LINE_BYTES >> 20
+                ),
             ),
             lines::Line::Read if line.trim_ascii().is_empty() => continue,
             lines::Line::Read => meter_line(&line, reconcile, feed_chunk),
@@ -142,7 +154,10 @@ fn meter_line(line: &[u8], reconcile: bool, feed_chunk: usize) -> Value {
         }
     };
     if let Some(id) = parsed.id {
-        obj.insert("id".into(), serde_json::from_str(id.get()).unwrap_or(Value::Null));
+        obj.insert(
+            "id".into(),
+            serde_json::from_str(id.get()).unwrap_or(Value::Null),
+        );
     }
     let Some(body) = parsed.response_body else {
         return error_record(obj, "input line has no response_body string".into());
@@ -168,7 +183,11 @@ fn meter_line(line: &[u8], reconcile: bool, feed_chunk: usize) -> Value {
         }
     }
     let bytes = body.as_bytes();
-    let step = if feed_chunk == 0 { bytes.len().max(1) } else { feed_chunk };
+    let step = if feed_chunk == 0 {
+        bytes.len().max(1)
+    } else {
+        feed_chunk
+    };
     for piece in bytes.chunks(step) {
         if let Err(e) = meter.feed(piece) {
             return error_record(obj, e.to_string());
@@ -222,15 +241,23 @@ fn count_cmd(args: &[String]) -> Result<(), String> {
     };
     if request {
         let req = usagetap::request::Request::parse(text.as_bytes()).map_err(|e| e.to_string())?;
-        let model = model.or_else(|| req.model.as_deref().map(str::to_owned)).unwrap_or_default();
+        let model = model
+            .or_else(|| req.model.as_deref().map(str::to_owned))
+            .unwrap_or_default();
         let enc = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
         let endpoint = req.endpoint().unwrap_or_default();
         let p = usagetap::prompt::count(&req, endpoint, &model, enc);
         let flags: Vec<&str> = p.flags.names().collect();
-        println!("{}", serde_json::json!({"model": model, "encoding": enc.name(), "endpoint": endpoint.as_str(),
-            "prompt_tokens": p.tokens, "image_tokens": p.image_tokens, "flags": flags}));
+        println!(
+            "{}",
+            serde_json::json!({"model": model, "encoding": enc.name(), "endpoint": endpoint.as_str(),
+            "prompt_tokens": p.tokens, "image_tokens": p.image_tokens, "flags": flags})
+        );
     } else {
-        println!("{}", usagetap::count_tokens(&text, model.as_deref().unwrap_or("gpt-4o")));
+        println!(
+            "{}",
+            usagetap::count_tokens(&text, model.as_deref().unwrap_or("gpt-4o"))
+        );
     }
     Ok(())
 }

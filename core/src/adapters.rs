@@ -54,7 +54,10 @@ pub fn route(url: &str) -> Route {
         .and_then(|(_, rest)| rest.split('/').next())
         .filter(|d| !d.is_empty())
         .map(str::to_owned);
-    Route { endpoint: Endpoint::parse(path), deployment }
+    Route {
+        endpoint: Endpoint::parse(path),
+        deployment,
+    }
 }
 
 /// Turns subscription keys into stable, non-reversible consumer ids.
@@ -129,7 +132,10 @@ impl<'a> Envelope<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<Envelope<'a>> {
         let obj: Object<'a> = json_scan::scan_object(bytes)
             .ok_or_else(|| Error::new(ErrorKind::InvalidJson, "envelope: not a JSON object"))?;
-        let mut env = Envelope { truncated: obj.close.is_none(), ..Envelope::default() };
+        let mut env = Envelope {
+            truncated: obj.close.is_none(),
+            ..Envelope::default()
+        };
         let text = |name: &str| -> Option<Cow<'a, str>> {
             let f = obj.get(name)?;
             json_scan::string_value(f.raw(bytes), f.complete)
@@ -187,7 +193,11 @@ pub struct EnvelopeRecord {
 /// # Errors
 /// [`ErrorKind::InvalidJson`] when `bytes` is not a JSON object at all. Everything else (a cut
 /// envelope, a missing response, an unreadable request) gives a flagged record.
-pub fn meter_envelope(bytes: &[u8], opts: &MeterOptions, hasher: &ConsumerHasher) -> Result<EnvelopeRecord> {
+pub fn meter_envelope(
+    bytes: &[u8],
+    opts: &MeterOptions,
+    hasher: &ConsumerHasher,
+) -> Result<EnvelopeRecord> {
     let env = Envelope::parse(bytes)?;
     let mut opts = opts.clone();
     if let Some(url) = env.url.as_deref() {
@@ -248,10 +258,19 @@ mod tests {
     #[test]
     fn routes() {
         let r = route("/openai/deployments/gpt4o/responses?api-version=2025-04-01-preview");
-        assert_eq!((r.endpoint, r.deployment.as_deref()), (Some(Endpoint::Responses), Some("gpt4o")));
+        assert_eq!(
+            (r.endpoint, r.deployment.as_deref()),
+            (Some(Endpoint::Responses), Some("gpt4o"))
+        );
         assert_eq!(route("/v1/embeddings").endpoint, Some(Endpoint::Embeddings));
-        assert_eq!(route("https://api.openai.com/v1/completions").endpoint, Some(Endpoint::Completions));
-        assert_eq!(route("/openai/v1/chat/completions").endpoint, Some(Endpoint::ChatCompletions));
+        assert_eq!(
+            route("https://api.openai.com/v1/completions").endpoint,
+            Some(Endpoint::Completions)
+        );
+        assert_eq!(
+            route("/openai/v1/chat/completions").endpoint,
+            Some(Endpoint::ChatCompletions)
+        );
         assert_eq!(route("/health"), Route::default());
     }
 
@@ -265,14 +284,20 @@ mod tests {
         assert_eq!(c.len(), 32);
         assert!(!c.contains("0123456789abcdef"));
         assert_eq!(c, h.hash("0123456789abcdef0123456789abcdef"));
-        assert_ne!(c, ConsumerHasher::new(b"other").hash("0123456789abcdef0123456789abcdef"));
+        assert_ne!(
+            c,
+            ConsumerHasher::new(b"other").hash("0123456789abcdef0123456789abcdef")
+        );
         assert_eq!(r.event_time.as_deref(), Some("2024-05-01T10:00:00Z"));
     }
 
     #[test]
     fn cut_envelope_still_gives_a_flagged_record() {
         let stream = "data: {\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello there\"}}]}\n\ndata: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" friend\"}}]}\n\ndata: [DONE]\n\n";
-        let e = envelope(r#"{"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#, stream);
+        let e = envelope(
+            r#"{"stream":true,"messages":[{"role":"user","content":"Hello"}]}"#,
+            stream,
+        );
         let h = ConsumerHasher::new(b"");
         for cut in (e.find("\"response\"").unwrap()..e.len()).step_by(7) {
             let r = meter_envelope(&e.as_bytes()[..cut], &MeterOptions::default(), &h).unwrap();

@@ -92,7 +92,9 @@ impl Encoding {
         }
         match self {
             // o200k_harmony differs from o200k_base only in its special tokens.
-            Encoding::O200kBase | Encoding::O200kHarmony => crate::bpe::count(crate::bpe::Pattern::O200k, text),
+            Encoding::O200kBase | Encoding::O200kHarmony => {
+                crate::bpe::count(crate::bpe::Pattern::O200k, text)
+            }
             Encoding::Cl100kBase => crate::bpe::count(crate::bpe::Pattern::Cl100k, text),
             // Only these reach tiktoken-rs, so its o200k and cl100k vocabularies (5 MB of
             // base64) are not linked in.
@@ -178,8 +180,14 @@ mod tests {
             ("gpt-4o-mini-2024-07-18", Some(Encoding::O200kBase)),
             ("gpt-35-turbo", Some(Encoding::Cl100kBase)),
             ("gpt-35-turbo-16k", Some(Encoding::Cl100kBase)),
-            ("gpt-3.5-turbo-instruct:20230824-v2", Some(Encoding::Cl100kBase)),
-            ("ft:gpt-4o-mini-2024-07-18:org::abc", Some(Encoding::O200kBase)),
+            (
+                "gpt-3.5-turbo-instruct:20230824-v2",
+                Some(Encoding::Cl100kBase),
+            ),
+            (
+                "ft:gpt-4o-mini-2024-07-18:org::abc",
+                Some(Encoding::O200kBase),
+            ),
             ("ft:gpt-3.5-turbo-0613:org::abc", Some(Encoding::Cl100kBase)),
             ("gpt-5.2-chat", Some(Encoding::O200kBase)),
             ("o3-mini-2025-01-31", Some(Encoding::O200kBase)),

@@ -43,7 +43,11 @@ pub struct Error {
 impl Error {
     #[cold]
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, offset: None, message: message.into() }
+        Error {
+            kind,
+            offset: None,
+            message: message.into(),
+        }
     }
 
     #[cold]

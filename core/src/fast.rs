@@ -27,7 +27,9 @@ fn string_stop<const NON_ASCII: bool>(s: &[u8]) -> Option<usize> {
         let b = w ^ (LO * u64::from(b'\\'));
         // A zero byte in `q` or `b`, or a byte below 0x20 in `w`, is a match; the lowest
         // flagged byte is always exact.
-        let mut hit = (q.wrapping_sub(LO) & !q & HI) | (b.wrapping_sub(LO) & !b & HI) | (w.wrapping_sub(LO * 0x20) & !w & HI);
+        let mut hit = (q.wrapping_sub(LO) & !q & HI)
+            | (b.wrapping_sub(LO) & !b & HI)
+            | (w.wrapping_sub(LO * 0x20) & !w & HI);
         if NON_ASCII {
             hit |= w & HI;
         }
@@ -36,7 +38,10 @@ fn string_stop<const NON_ASCII: bool>(s: &[u8]) -> Option<usize> {
         }
         i += 8;
     }
-    s[i..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (NON_ASCII && c >= 0x80)).map(|j| i + j)
+    s[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\' || c < 0x20 || (NON_ASCII && c >= 0x80))
+        .map(|j| i + j)
 }
 
 /// Whether `v` is UTF-8 (most strings here are ASCII, which is cheaper to tell).
@@ -58,7 +63,11 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         }
         i += 16;
     }
-    i + a[i..n].iter().zip(&b[i..n]).take_while(|(x, y)| x == y).count()
+    i + a[i..n]
+        .iter()
+        .zip(&b[i..n])
+        .take_while(|(x, y)| x == y)
+        .count()
 }
 
 /// Most choices after the first that one chunk may carry on the fast path.
@@ -129,7 +138,11 @@ pub(crate) fn scan(p: &[u8]) -> Option<FastChunk<'_>> {
 /// the spans of the strings it skipped as values (not inside skipped containers), which a
 /// [`Template`] needs.
 fn scan_noting<'a>(p: &'a [u8], out: &mut FastChunk<'a>) -> Option<Skipped> {
-    let mut s = Scanner { p, i: 0, skipped: Skipped::default() };
+    let mut s = Scanner {
+        p,
+        i: 0,
+        skipped: Skipped::default(),
+    };
     s.ws();
     s.object(|s, key| {
         match key {
@@ -183,7 +196,11 @@ impl Skipped {
     const N: usize = 8;
 
     fn note(&mut self, start: usize, end: usize, decoded: bool) {
-        match (self.spans.get_mut(self.len), u32::try_from(start), u32::try_from(end)) {
+        match (
+            self.spans.get_mut(self.len),
+            u32::try_from(start),
+            u32::try_from(end),
+        ) {
             (Some(slot), Ok(s), Ok(e)) => {
                 *slot = (s, e, decoded);
                 self.len += 1;
@@ -262,7 +279,9 @@ impl Template {
         }
         // A failed fit may have filled some of `out`.
         *out = FastChunk::default();
-        let Some(skipped) = scan_noting(p, out) else { return false };
+        let Some(skipped) = scan_noting(p, out) else {
+            return false;
+        };
         self.learn(p, out, &skipped);
         true
     }
@@ -295,7 +314,11 @@ impl Template {
             hole(ch.refusal, Slot::Refusal(k));
             hole(ch.finish_reason, Slot::Finish(k));
             hole(ch.text, Slot::Text(k));
-            let mut shape = FastChoice { index: ch.index, n_calls: ch.n_calls, ..FastChoice::default() };
+            let mut shape = FastChoice {
+                index: ch.index,
+                n_calls: ch.n_calls,
+                ..FastChoice::default()
+            };
             for (j, call) in ch.calls().iter().enumerate() {
                 hole(call.name, Slot::CallName(k, j));
                 hole(call.arguments, Slot::CallArgs(k, j));
@@ -304,7 +327,11 @@ impl Template {
             self.choices.push(shape);
         }
         for &(s, e, decoded) in &skipped.spans[..skipped.len] {
-            self.holes.push((s as usize, e as usize, if decoded { Slot::SkipText } else { Slot::Skip }));
+            self.holes.push((
+                s as usize,
+                e as usize,
+                if decoded { Slot::SkipText } else { Slot::Skip },
+            ));
         }
         if self.holes.len() > Self::MAX_HOLES {
             self.holes.clear();
@@ -337,7 +364,11 @@ impl Template {
         }
         out.created = self.created;
         for (k, shape) in self.choices.iter().enumerate() {
-            let mut c = FastChoice { index: shape.index, n_calls: shape.n_calls, ..FastChoice::default() };
+            let mut c = FastChoice {
+                index: shape.index,
+                n_calls: shape.n_calls,
+                ..FastChoice::default()
+            };
             for (call, from) in c.calls.iter_mut().zip(&shape.calls) {
                 call.key = from.key;
             }
@@ -365,7 +396,11 @@ impl Template {
                 (same, i) = (same - (end - t), i + end - t);
                 v
             } else {
-                let mut s = Scanner { p, i: i + fixed, skipped: Skipped::default() };
+                let mut s = Scanner {
+                    p,
+                    i: i + fixed,
+                    skipped: Skipped::default(),
+                };
                 let v = s.string_raw()?;
                 if !slot.accepts(v) {
                     return None;
@@ -386,7 +421,11 @@ impl Template {
                 | Slot::Text(k)
                 | Slot::CallName(k, _)
                 | Slot::CallArgs(k, _) => {
-                    let c = if k == 0 { out.first.as_mut()? } else { out.more.get_mut(k - 1)? };
+                    let c = if k == 0 {
+                        out.first.as_mut()?
+                    } else {
+                        out.more.get_mut(k - 1)?
+                    };
                     match slot {
                         Slot::Content(_) => c.content = v,
                         Slot::Refusal(_) => c.refusal = v,
@@ -415,7 +454,10 @@ struct Seen<'a> {
 
 impl<'a> Seen<'a> {
     fn new() -> Self {
-        Seen { keys: [&[]; 24], len: 0 }
+        Seen {
+            keys: [&[]; 24],
+            len: 0,
+        }
     }
 
     #[inline]
@@ -686,7 +728,10 @@ impl<'a> Scanner<'a> {
     /// A number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
     fn number(&mut self) -> Option<()> {
         let rest = &self.p[self.i..];
-        let digits = |i: usize| rest.get(i..).map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count());
+        let digits = |i: usize| {
+            rest.get(i..)
+                .map_or(0, |r| r.iter().take_while(|c| c.is_ascii_digit()).count())
+        };
         let mut i = usize::from(rest.first() == Some(&b'-'));
         let n = digits(i);
         if n == 0 || (n > 1 && rest[i] == b'0') {
@@ -800,7 +845,10 @@ impl<'a> Scanner<'a> {
     /// One `tool_calls` element at position `pos`; declines one without a `function` object
     /// (the full decoder ignores it) and any `index` that is not a small integer or null.
     fn tool_call(&mut self, pos: i64) -> Option<FastCall<'a>> {
-        let mut call = FastCall { key: pos, ..FastCall::default() };
+        let mut call = FastCall {
+            key: pos,
+            ..FastCall::default()
+        };
         let mut has_function = false;
         self.object(|s, key| {
             match key {
@@ -892,8 +940,14 @@ pub(crate) fn text_bytes(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
 fn unescape(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
     use std::borrow::Cow;
     // Most stream text is a token or two: a plain loop beats setting up a vector search.
-    let first = if raw.len() <= 16 { raw.iter().position(|&b| b == b'\\') } else { memchr::memchr(b'\\', raw) };
-    let Some(mut at) = first else { return Some(Cow::Borrowed(raw)) };
+    let first = if raw.len() <= 16 {
+        raw.iter().position(|&b| b == b'\\')
+    } else {
+        memchr::memchr(b'\\', raw)
+    };
+    let Some(mut at) = first else {
+        return Some(Cow::Borrowed(raw));
+    };
     let mut out = Vec::with_capacity(raw.len());
     let mut from = 0;
     loop {
@@ -950,20 +1004,39 @@ mod tests {
         let fin = fin.map_or("null".to_owned(), |f| serde_json::to_string(f).unwrap());
         let pad = serde_json::to_string(pad).unwrap();
         let s = match shape % 7 {
-            5 => format!(r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":{index},"delta":{{"tool_calls":[{{"index":0,"id":{pad},"type":"function","function":{{"name":"f","arguments":{content}}}}}]}},"finish_reason":{fin}}}]}}"#),
-            6 => format!(r#"{{"choices":[{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"function":{{"arguments":{content}}}}},{{"index":{index},"function":{{"name":{pad}}}}}]}}}}]}}"#),
-            0 => format!(r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":17,"model":"gpt-4o","system_fingerprint":"fp_1","choices":[{{"index":{index},"delta":{{"content":{content}}},"logprobs":null,"finish_reason":{fin}}}],"obfuscation":{pad}}}"#),
-            1 => format!(r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"delta":{{"content":{content}}},"finish_reason":{fin},"index":{index},"logprobs":null}}],"created":17,"id":"chatcmpl-1","model":"gpt-4o","object":"chat.completion.chunk","system_fingerprint":"fp_1"}}"#),
-            2 => format!(r#"{{ "id" : "x", "choices" : [ {{ "index" : {index}, "delta" : {{ "content" : {content}, "refusal" : null }} }}, {{ "index" : 1, "delta" : {{ "refusal" : {pad} }} }} ] }}"#),
-            3 => format!(r#"{{"id":"x","choices":[{{"index":{index},"text":{content},"finish_reason":{fin}}}],"model":{pad}}}"#),
-            _ => format!(r#"{{"id":"x","choices":[{{"index":{index},"delta":{{"content":{content}}}}}],"usage":null,"x":[{pad},{{"y":{content}}}]}}"#),
+            5 => format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","choices":[{{"index":{index},"delta":{{"tool_calls":[{{"index":0,"id":{pad},"type":"function","function":{{"name":"f","arguments":{content}}}}}]}},"finish_reason":{fin}}}]}}"#
+            ),
+            6 => format!(
+                r#"{{"choices":[{{"index":0,"delta":{{"role":"assistant","content":null,"tool_calls":[{{"function":{{"arguments":{content}}}}},{{"index":{index},"function":{{"name":{pad}}}}}]}}}}]}}"#
+            ),
+            0 => format!(
+                r#"{{"id":"chatcmpl-1","object":"chat.completion.chunk","created":17,"model":"gpt-4o","system_fingerprint":"fp_1","choices":[{{"index":{index},"delta":{{"content":{content}}},"logprobs":null,"finish_reason":{fin}}}],"obfuscation":{pad}}}"#
+            ),
+            1 => format!(
+                r#"{{"choices":[{{"content_filter_results":{{"hate":{{"filtered":false,"severity":"safe"}}}},"delta":{{"content":{content}}},"finish_reason":{fin},"index":{index},"logprobs":null}}],"created":17,"id":"chatcmpl-1","model":"gpt-4o","object":"chat.completion.chunk","system_fingerprint":"fp_1"}}"#
+            ),
+            2 => format!(
+                r#"{{ "id" : "x", "choices" : [ {{ "index" : {index}, "delta" : {{ "content" : {content}, "refusal" : null }} }}, {{ "index" : 1, "delta" : {{ "refusal" : {pad} }} }} ] }}"#
+            ),
+            3 => format!(
+                r#"{{"id":"x","choices":[{{"index":{index},"text":{content},"finish_reason":{fin}}}],"model":{pad}}}"#
+            ),
+            _ => format!(
+                r#"{{"id":"x","choices":[{{"index":{index},"delta":{{"content":{content}}}}}],"usage":null,"x":[{pad},{{"y":{content}}}]}}"#
+            ),
         };
         s.into_bytes()
     }
 
     fn text_strategy() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop::sample::select(vec!["a", " ", "\"", "\\", "\n", "é", "😀", "\u{1}", "}", "],", "\"x\":1"]), 0..6)
-            .prop_map(|v| v.concat())
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "a", " ", "\"", "\\", "\n", "é", "😀", "\u{1}", "}", "],", "\"x\":1",
+            ]),
+            0..6,
+        )
+        .prop_map(|v| v.concat())
     }
 
     #[test]
@@ -1059,7 +1132,9 @@ mod tests {
                     }
                     let want = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20);
                     assert_eq!(string_stop::<false>(&v), want, "len {len} at {at}");
-                    let want = v.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
+                    let want = v
+                        .iter()
+                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
                     assert_eq!(string_stop::<true>(&v), want, "len {len} at {at}, keys");
                 }
             }
@@ -1088,11 +1163,22 @@ mod tests {
             br#"{"choices":[{"index":0,"delta":{"content":"a","content":"b"}}]}"#,
             br#"{"choices":[{"index":0,"delta":{"content":"a"},"message":{"content":"b"}}]}"#,
         ] {
-            assert!(scan(declined).is_none(), "{}", String::from_utf8_lossy(declined));
+            assert!(
+                scan(declined).is_none(),
+                "{}",
+                String::from_utf8_lossy(declined)
+            );
         }
         assert!(scan(br#"{"choices":[],"usage":null,"x":[1,{"y":"]"}]}"#).is_some());
         // What the full decoder rejects, or decodes where the scanner would not look.
-        let chunk = |tail: &[u8]| [&br#"{"choices":[{"index":0,"delta":{"content":"a"}}],"#[..], tail, b"}"].concat();
+        let chunk = |tail: &[u8]| {
+            [
+                &br#"{"choices":[{"index":0,"delta":{"content":"a"}}],"#[..],
+                tail,
+                b"}",
+            ]
+            .concat()
+        };
         for declined in [
             &b"\"x\":\"a\x01b\""[..],
             br#""x":"a\qb""#,
@@ -1127,8 +1213,16 @@ mod tests {
             let p = chunk(accepted);
             assert!(scan(&p).is_some(), "{}", String::from_utf8_lossy(&p));
         }
-        let u = scan(br#"{"choices":[],"usage":{"prompt_tokens":1,"d":{"x":"}"}},"obfuscation":"a"}"#).unwrap();
-        assert_eq!(u.usage, Some(wire::Usage { prompt_tokens: Some(wire::Count::Valid(1)), ..Default::default() }));
+        let u =
+            scan(br#"{"choices":[],"usage":{"prompt_tokens":1,"d":{"x":"}"}},"obfuscation":"a"}"#)
+                .unwrap();
+        assert_eq!(
+            u.usage,
+            Some(wire::Usage {
+                prompt_tokens: Some(wire::Count::Valid(1)),
+                ..Default::default()
+            })
+        );
     }
 
     /// Usage is read as the full decoder reads it, or declined: every field, nulls, unknown
@@ -1186,7 +1280,10 @@ mod tests {
             r#"[]"#,
             r#""many""#,
         ] {
-            assert!(scan(format!(r#"{{"choices":[],"usage":{u}}}"#).as_bytes()).is_none(), "{u}");
+            assert!(
+                scan(format!(r#"{{"choices":[],"usage":{u}}}"#).as_bytes()).is_none(),
+                "{u}"
+            );
         }
     }
 
@@ -1220,5 +1317,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -54,7 +54,10 @@ pub fn scan_object(input: &[u8]) -> Option<Object<'_>> {
     if input.get(i) != Some(&b'{') {
         return None;
     }
-    let mut obj = Object { open: i, ..Object::default() };
+    let mut obj = Object {
+        open: i,
+        ..Object::default()
+    };
     i += 1;
     loop {
         i = skip_ws(input, i);
@@ -83,7 +86,12 @@ pub fn scan_object(input: &[u8]) -> Option<Object<'_>> {
         }
         i = skip_ws(input, i + 1);
         let (end, complete) = value_end(input, i);
-        obj.fields.push(Field { key, key_span, value_span: i..end, complete });
+        obj.fields.push(Field {
+            key,
+            key_span,
+            value_span: i..end,
+            complete,
+        });
         if !complete {
             return Some(obj);
         }
@@ -150,7 +158,9 @@ fn value_end(input: &[u8], start: usize) -> (usize, bool) {
         }
         Some(_) => {
             let mut i = start;
-            while i < input.len() && !matches!(input[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n') {
+            while i < input.len()
+                && !matches!(input[i], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+            {
                 i += 1;
             }
             (i, i < input.len())
@@ -218,7 +228,11 @@ fn hex4(b: &[u8], i: usize) -> Option<u32> {
 /// quote).
 pub fn string_value<'b>(raw: &'b [u8], complete: bool) -> Option<Cow<'b, str>> {
     let body = raw.strip_prefix(b"\"")?;
-    let body = if complete { body.strip_suffix(b"\"").unwrap_or(body) } else { body };
+    let body = if complete {
+        body.strip_suffix(b"\"").unwrap_or(body)
+    } else {
+        body
+    };
     Some(unescape(body))
 }
 
@@ -271,7 +285,10 @@ mod tests {
         assert!(o.close.is_none());
         let r = o.get("response").unwrap();
         assert!(!r.complete);
-        assert_eq!(string_value(r.raw(s), false).unwrap(), "data: {\"a\":1}\n\ndata: {\"b");
+        assert_eq!(
+            string_value(r.raw(s), false).unwrap(),
+            "data: {\"a\":1}\n\ndata: {\"b"
+        );
         assert_eq!(o.get("request").map(|f| f.complete), Some(true));
     }
 

@@ -70,7 +70,8 @@ impl PriceTable {
         let uncached = rec.prompt_tokens - cached;
         let per = 1_000_000.0;
         Some(
-            (uncached as f64 * p.input + cached as f64 * p.cached_input.unwrap_or(p.input)
+            (uncached as f64 * p.input
+                + cached as f64 * p.cached_input.unwrap_or(p.input)
                 + rec.completion_tokens as f64 * p.output)
                 / per,
         )
@@ -126,12 +127,21 @@ pub struct Ledger {
 impl Ledger {
     /// A ledger that prices with `prices` (or shows no cost without a table).
     pub fn new(prices: Option<PriceTable>) -> Ledger {
-        Ledger { prices, rows: BTreeMap::new() }
+        Ledger {
+            prices,
+            rows: BTreeMap::new(),
+        }
     }
 
     /// Adds a record for `consumer` on `day` (`YYYY-MM-DD`; taken from the record's `created`
     /// when `None`), with extra dimensions.
-    pub fn add(&mut self, consumer: Option<&str>, day: Option<&str>, extra: &[(String, String)], rec: &UsageRecord) {
+    pub fn add(
+        &mut self,
+        consumer: Option<&str>,
+        day: Option<&str>,
+        extra: &[(String, String)],
+        rec: &UsageRecord,
+    ) {
         let day = day
             .map(|d| d.get(..10).unwrap_or(d).to_owned())
             .or_else(|| rec.created.map(unix_day))
@@ -168,7 +178,10 @@ impl Ledger {
 
     /// The sum of every row (cost unknown if any row's is).
     pub fn total(&self) -> LedgerRow {
-        let mut t = LedgerRow { cost: Some(0.0), ..LedgerRow::default() };
+        let mut t = LedgerRow {
+            cost: Some(0.0),
+            ..LedgerRow::default()
+        };
         for r in self.rows.values() {
             t.requests += r.requests;
             t.prompt_tokens += r.prompt_tokens;
@@ -222,16 +235,28 @@ mod tests {
         let table = PriceTable::from_json(br#"{"models":{"gpt-4o":{"input":2.5,"cached_input":1.25,"output":10},"gpt-4o-mini":{"input":0.15,"output":0.6}}}"#).unwrap();
         assert_eq!(table.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         let mut l = Ledger::new(Some(table));
-        l.add(Some("a"), None, &[], &rec("gpt-4o-2024-08-06", 1_000_000, 100_000, 200_000));
+        l.add(
+            Some("a"),
+            None,
+            &[],
+            &rec("gpt-4o-2024-08-06", 1_000_000, 100_000, 200_000),
+        );
         l.add(Some("a"), None, &[], &rec("gpt-4o-2024-08-06", 10, 10, 0));
-        l.add(Some("b"), Some("2024-05-02T00:00:00Z"), &[], &rec("mystery-model", 10, 10, 0));
+        l.add(
+            Some("b"),
+            Some("2024-05-02T00:00:00Z"),
+            &[],
+            &rec("mystery-model", 10, 10, 0),
+        );
         let rows: Vec<_> = l.rows().collect();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].0.day, "2024-05-01");
         assert_eq!(rows[0].1.requests, 2);
         assert_eq!(rows[0].1.prompt_tokens, 1_000_010);
         let cost = rows[0].1.cost.unwrap();
-        let want = (800_000.0 * 2.5 + 200_000.0 * 1.25 + 100_000.0 * 10.0 + 10.0 * 2.5 + 10.0 * 10.0) / 1e6;
+        let want =
+            (800_000.0 * 2.5 + 200_000.0 * 1.25 + 100_000.0 * 10.0 + 10.0 * 2.5 + 10.0 * 10.0)
+                / 1e6;
         assert!((cost - want).abs() < 1e-9, "{cost} {want}");
         assert_eq!(rows[1].1.cost, None);
         assert_eq!(rows[1].0.day, "2024-05-02");

@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
-#![deny(missing_docs, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+#![deny(
+    missing_docs,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -32,5 +36,7 @@ pub use record::{
 /// Counts `text` with the encoding of `model` (`o200k_base` for an unknown model), as ordinary
 /// text.
 pub fn count_tokens(text: &str, model: &str) -> usize {
-    Encoding::for_model(model).unwrap_or(Encoding::O200kBase).count(text)
+    Encoding::for_model(model)
+        .unwrap_or(Encoding::O200kBase)
+        .count(text)
 }

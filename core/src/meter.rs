@@ -7,8 +7,8 @@
 //! stream that carries its usage costs a scan and a decode, never a BPE pass.
 
 use crate::encoding::Encoding;
-use crate::fast;
 use crate::error::{Error, ErrorKind, Result};
+use crate::fast;
 use crate::json_scan;
 use crate::options::{Limits, MeterOptions};
 use crate::prompt;
@@ -91,23 +91,36 @@ impl Meter {
         self.request_flags = Flags::EMPTY;
         let limits = &self.opts.limits;
         if body.len() > limits.max_body_bytes {
-            self.request_flags.insert(Flags::REQUEST_UNPARSED | Flags::BODY_TOO_LARGE);
+            self.request_flags
+                .insert(Flags::REQUEST_UNPARSED | Flags::BODY_TOO_LARGE);
             return Err(Error::new(
                 ErrorKind::LimitExceeded,
-                format!("request: {} bytes, over max_body_bytes ({})", body.len(), limits.max_body_bytes),
+                format!(
+                    "request: {} bytes, over max_body_bytes ({})",
+                    body.len(),
+                    limits.max_body_bytes
+                ),
             ));
         }
         let depth = limits.json_depth();
         let too_deep = || {
-            Error::new(ErrorKind::LimitExceeded, format!("request: JSON nests deeper than max_json_depth ({depth})"))
+            Error::new(
+                ErrorKind::LimitExceeded,
+                format!("request: JSON nests deeper than max_json_depth ({depth})"),
+            )
         };
         if json_scan::nests_deeper_than(body, depth) {
-            self.request_flags.insert(Flags::REQUEST_UNPARSED | Flags::JSON_TOO_DEEP);
+            self.request_flags
+                .insert(Flags::REQUEST_UNPARSED | Flags::JSON_TOO_DEEP);
             return Err(too_deep());
         }
         match Request::parse(body) {
             Ok(r) => {
-                self.request_model = r.model.as_deref().filter(|m| !m.is_empty()).map(str::to_owned);
+                self.request_model = r
+                    .model
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(str::to_owned);
                 self.request_endpoint = r.endpoint();
                 self.request = Some(body.to_vec());
                 Ok(())
@@ -133,14 +146,22 @@ impl Meter {
                 .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0xEF | 0xBB | 0xBF));
             let Some(start) = start else { return Ok(()) };
             piece = &piece[start..];
-            self.mode = if matches!(piece[0], b'{' | b'[') { Mode::Json } else { Mode::Sse };
+            self.mode = if matches!(piece[0], b'{' | b'[') {
+                Mode::Json
+            } else {
+                Mode::Sse
+            };
         }
         match self.mode {
             Mode::Sse => {
                 self.framer.feed_sink(piece, &mut self.acc);
             }
             Mode::Json => {
-                let room = self.opts.limits.max_body_bytes.saturating_sub(self.body.len());
+                let room = self
+                    .opts
+                    .limits
+                    .max_body_bytes
+                    .saturating_sub(self.body.len());
                 if piece.len() > room {
                     self.acc.flags.insert(Flags::BODY_TOO_LARGE);
                     self.acc.body_overflow = true;
@@ -173,7 +194,8 @@ impl Meter {
                 if self.acc.frames == 0 && self.framer.lines_dropped() == 0 {
                     // Neither JSON nor a single SSE event: an HTML error page, a proxy's text.
                     self.acc.flags.insert(Flags::MALFORMED_EVENT_SKIPPED);
-                    self.acc.error = Some("response body is neither JSON nor an SSE stream".to_owned());
+                    self.acc.error =
+                        Some("response body is neither JSON nor an SSE stream".to_owned());
                 }
             }
             Mode::Json => {
@@ -186,7 +208,10 @@ impl Meter {
 
     fn check_open(&self) -> Result<()> {
         if self.finished {
-            return Err(Error::new(ErrorKind::Finished, "the meter was already finished"));
+            return Err(Error::new(
+                ErrorKind::Finished,
+                "the meter was already finished",
+            ));
         }
         Ok(())
     }
@@ -286,7 +311,8 @@ impl Meter {
             }
             let (prompt_tokens, image_tokens) = match req {
                 Some(req) => {
-                    let p = prompt::count_with(req, endpoint, model_name, encoding, &self.opts.limits);
+                    let p =
+                        prompt::count_with(req, endpoint, model_name, encoding, &self.opts.limits);
                     if rep_prompt.is_none() {
                         flags.insert(p.flags);
                     }
@@ -294,7 +320,11 @@ impl Meter {
                 }
                 None => (None, None),
             };
-            Some(ComputedUsage { prompt_tokens, completion_tokens: completion, image_tokens })
+            Some(ComputedUsage {
+                prompt_tokens,
+                completion_tokens: completion,
+                image_tokens,
+            })
         } else {
             None
         };
@@ -331,11 +361,18 @@ impl Meter {
             (Some(t), true) => t,
             _ => prompt_tokens.saturating_add(completion_tokens),
         };
-        let source = if all_reported && rep_total.is_some() { Source::Reported } else { Source::Computed };
+        let source = if all_reported && rep_total.is_some() {
+            Source::Reported
+        } else {
+            Source::Computed
+        };
 
-        let cached_tokens = reported.as_ref().and_then(|r| r.prompt_tokens_details.cached_tokens);
-        let reasoning_tokens =
-            reported.as_ref().and_then(|r| r.completion_tokens_details.reasoning_tokens);
+        let cached_tokens = reported
+            .as_ref()
+            .and_then(|r| r.prompt_tokens_details.cached_tokens);
+        let reasoning_tokens = reported
+            .as_ref()
+            .and_then(|r| r.completion_tokens_details.reasoning_tokens);
         let image_tokens = reported
             .as_ref()
             .and_then(|r| r.prompt_tokens_details.image_tokens)
@@ -377,8 +414,14 @@ fn normalize(u: &wire::Usage, flags: &mut Flags) -> ReportedUsage {
         }
         None => None,
     };
-    let pd = u.prompt_tokens_details.as_ref().or(u.input_tokens_details.as_ref());
-    let cd = u.completion_tokens_details.as_ref().or(u.output_tokens_details.as_ref());
+    let pd = u
+        .prompt_tokens_details
+        .as_ref()
+        .or(u.input_tokens_details.as_ref());
+    let cd = u
+        .completion_tokens_details
+        .as_ref()
+        .or(u.output_tokens_details.as_ref());
     let input_tokens = get(u.input_tokens);
     let output_tokens = get(u.output_tokens);
     ReportedUsage {
@@ -439,12 +482,17 @@ impl ChoiceAcc {
     /// - a text answer when the request defined tools: one more (two hundred records, every
     ///   family), and with a `json_schema` response format as well, five more.
     fn count(&self, enc: Encoding, ctx: &CompletionContext) -> u64 {
-        let mut n = enc.count(&String::from_utf8_lossy(&self.text)) + enc.count(&String::from_utf8_lossy(&self.refusal));
+        let mut n = enc.count(&String::from_utf8_lossy(&self.text))
+            + enc.count(&String::from_utf8_lossy(&self.refusal));
         n += self.output_messages as usize * RESPONSES_MESSAGE_FRAMING;
         match self.tools.as_slice() {
             [] => {
                 if ctx.tools_defined && !(self.text.is_empty() && self.refusal.is_empty()) {
-                    n += if ctx.json_schema { TOOLS_SCHEMA_TEXT_FRAMING } else { TOOLS_TEXT_FRAMING };
+                    n += if ctx.json_schema {
+                        TOOLS_SCHEMA_TEXT_FRAMING
+                    } else {
+                        TOOLS_TEXT_FRAMING
+                    };
                 }
             }
             [one] => {
@@ -466,7 +514,9 @@ impl ChoiceAcc {
                     wrapper.push('}');
                 }
                 wrapper.push_str("]}");
-                n += enc.count(&wrapper) + enc.count("multi_tool_use.parallel") + PARALLEL_CALL_FRAMING;
+                n += enc.count(&wrapper)
+                    + enc.count("multi_tool_use.parallel")
+                    + PARALLEL_CALL_FRAMING;
             }
         }
         n as u64
@@ -505,7 +555,9 @@ impl CompletionContext {
         CompletionContext {
             forced: forced_function(req),
             tools_defined: non_empty(req.tools) || non_empty(req.functions),
-            json_schema: req.response_format.is_some_and(|r| r.get().contains("\"json_schema\"")),
+            json_schema: req
+                .response_format
+                .is_some_and(|r| r.get().contains("\"json_schema\"")),
         }
     }
 }
@@ -513,7 +565,9 @@ impl CompletionContext {
 /// `s` re-serialized as compact JSON when it is JSON (the model's own rendering), else `s`.
 fn compact_json(s: &str) -> std::borrow::Cow<'_, str> {
     match serde_json::from_str::<serde_json::Value>(s) {
-        Ok(v) => serde_json::to_string(&v).map_or(std::borrow::Cow::Borrowed(s), std::borrow::Cow::Owned),
+        Ok(v) => {
+            serde_json::to_string(&v).map_or(std::borrow::Cow::Borrowed(s), std::borrow::Cow::Owned)
+        }
         Err(_) => std::borrow::Cow::Borrowed(s),
     }
 }
@@ -646,7 +700,8 @@ impl Accum {
         }
         let checked = self.checks_every_depth();
         if checked && json_scan::nests_deeper_than(data, self.max_depth) {
-            self.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            self.flags
+                .insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
             return;
         }
         let is_error_event = f.event == b"error";
@@ -657,7 +712,8 @@ impl Accum {
             }
         }
         if !checked && json_scan::nests_deeper_than(data, self.max_depth) {
-            self.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            self.flags
+                .insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
             return;
         }
         match wire::decode(data) {
@@ -670,8 +726,12 @@ impl Accum {
     fn on_body(&mut self, body: &[u8]) {
         let body = body.trim_ascii();
         let too_deep = |acc: &mut Accum| {
-            acc.flags.insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
-            acc.error = Some(format!("response body nests deeper than max_json_depth ({})", acc.max_depth));
+            acc.flags
+                .insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
+            acc.error = Some(format!(
+                "response body nests deeper than max_json_depth ({})",
+                acc.max_depth
+            ));
         };
         if json_scan::nests_deeper_than(body, self.max_depth) {
             return too_deep(self);
@@ -706,7 +766,11 @@ impl Accum {
     }
 
     fn apply(&mut self, m: Message<'_>, is_error_event: bool) {
-        self.set_meta(m.id.as_deref(), m.model.as_deref(), m.created.0.or(m.created_at.0));
+        self.set_meta(
+            m.id.as_deref(),
+            m.model.as_deref(),
+            m.created.0.or(m.created_at.0),
+        );
         if self.system_fingerprint.is_none() {
             self.system_fingerprint = m.system_fingerprint.as_deref().map(str::to_owned);
         }
@@ -716,7 +780,11 @@ impl Accum {
         if let Some(e) = &m.error {
             self.error = Some(error_text(e));
         } else if is_error_event || m.kind.as_deref() == Some("error") {
-            let msg = m.message.as_deref().or(m.code.as_deref()).unwrap_or("error event");
+            let msg = m
+                .message
+                .as_deref()
+                .or(m.code.as_deref())
+                .unwrap_or("error event");
             self.error = Some(msg.to_owned());
         }
         if let Some(u) = m.usage {
@@ -731,8 +799,12 @@ impl Accum {
                 c.index.0.unwrap_or(0),
                 c.finish_reason.as_deref(),
                 c.text.as_deref().map(str::as_bytes),
-                d.as_ref().and_then(|d| d.content.as_deref()).map(str::as_bytes),
-                d.as_ref().and_then(|d| d.refusal.as_deref()).map(str::as_bytes),
+                d.as_ref()
+                    .and_then(|d| d.content.as_deref())
+                    .map(str::as_bytes),
+                d.as_ref()
+                    .and_then(|d| d.refusal.as_deref())
+                    .map(str::as_bytes),
             ) else {
                 continue;
             };
@@ -752,7 +824,8 @@ impl Accum {
         }
         if m.object.as_deref() == Some("response") {
             // A Responses API JSON body.
-            self.response_unfinished = matches!(m.status.as_deref(), Some("queued" | "in_progress"));
+            self.response_unfinished =
+                matches!(m.status.as_deref(), Some("queued" | "in_progress"));
             for item in &m.output.items {
                 self.absorb_item(0, item);
             }
@@ -779,12 +852,16 @@ impl Accum {
             }
             Some(k @ ("response.output_item.added" | "response.output_item.done")) => {
                 if let (Some(item), Some(i)) = (&m.item, self.choice(0)) {
-                    if item.kind.as_deref() == Some("message") && k == "response.output_item.added" {
+                    if item.kind.as_deref() == Some("message") && k == "response.output_item.added"
+                    {
                         self.choices[i].output_messages += 1;
                     }
                     if item.kind.as_deref() == Some("function_call") {
                         let key = m.output_index.0.unwrap_or(0);
-                        let known = self.choices[i].tools.iter().any(|t| t.key == key && !t.name.is_empty());
+                        let known = self.choices[i]
+                            .tools
+                            .iter()
+                            .any(|t| t.key == key && !t.name.is_empty());
                         let name = if known { None } else { item.name.as_deref() };
                         self.push_call(i, key, name, None);
                     }
@@ -793,7 +870,10 @@ impl Accum {
             Some(k) if k.starts_with("response.") => {
                 if let Some(r) = &m.response {
                     self.set_meta(r.id.as_deref(), r.model.as_deref(), r.created_at.0);
-                    let terminal = matches!(k, "response.completed" | "response.incomplete" | "response.failed");
+                    let terminal = matches!(
+                        k,
+                        "response.completed" | "response.incomplete" | "response.failed"
+                    );
                     if terminal {
                         self.terminal = true;
                         if let Some(u) = &r.usage {
@@ -862,8 +942,16 @@ impl Accum {
         // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
         // Same effect as the general case below, without setting it up.
         if let (true, None, Some(ch), true) = (settled, &c.usage, &c.first, c.more.is_empty()) {
-            if let (Some(raw), None, None, None, 0) = (ch.content, ch.text, ch.refusal, ch.finish_reason, ch.n_calls) {
-                let Some(s) = fast::text_bytes(raw) else { return false };
+            if let (Some(raw), None, None, None, 0) = (
+                ch.content,
+                ch.text,
+                ch.refusal,
+                ch.finish_reason,
+                ch.n_calls,
+            ) {
+                let Some(s) = fast::text_bytes(raw) else {
+                    return false;
+                };
                 if let Some(i) = self.choice(ch.index) {
                     self.push_text(i, Part::Text, &s);
                 }
@@ -934,8 +1022,13 @@ impl Accum {
         for (index, n_calls, (fr, [text, content, refusal], calls)) in first.iter().chain(&more) {
             // As in `apply`: the choice first, then its tool calls, unless the choice is past
             // the limit.
-            let Some(i) = self.apply_choice(*index, fr.as_deref(), text.as_deref(), content.as_deref(), refusal.as_deref())
-            else {
+            let Some(i) = self.apply_choice(
+                *index,
+                fr.as_deref(),
+                text.as_deref(),
+                content.as_deref(),
+                refusal.as_deref(),
+            ) else {
                 continue;
             };
             for (key, name, args) in &calls[..*n_calls] {
@@ -982,7 +1075,14 @@ impl Accum {
                     return None;
                 }
                 // Text: one allocation for a typical answer, not a doubling from eight bytes.
-                self.choices.insert(i, ChoiceAcc { index, text: Vec::with_capacity(256), ..ChoiceAcc::default() });
+                self.choices.insert(
+                    i,
+                    ChoiceAcc {
+                        index,
+                        text: Vec::with_capacity(256),
+                        ..ChoiceAcc::default()
+                    },
+                );
                 Some(i)
             }
         }
@@ -1011,7 +1111,10 @@ impl Accum {
                     self.flags.insert(Flags::TOO_MANY_TOOL_CALLS);
                     return;
                 }
-                self.choices[choice].tools.push(ToolAcc { key, ..ToolAcc::default() });
+                self.choices[choice].tools.push(ToolAcc {
+                    key,
+                    ..ToolAcc::default()
+                });
                 self.choices[choice].tools.len() - 1
             }
         };
@@ -1021,7 +1124,9 @@ impl Accum {
         }
         if let Some(a) = args {
             let cut = self.budget(a.as_bytes());
-            self.choices[choice].tools[pos].arguments.push_str(&a[..cut]);
+            self.choices[choice].tools[pos]
+                .arguments
+                .push_str(&a[..cut]);
         }
     }
 
@@ -1180,12 +1285,19 @@ mod tests {
         let r = run(&body);
         assert_eq!(r.status, Status::Complete);
         assert_eq!(r.source, Source::Reported);
-        assert_eq!((r.prompt_tokens, r.completion_tokens, r.total_tokens), (10, 3, 13));
+        assert_eq!(
+            (r.prompt_tokens, r.completion_tokens, r.total_tokens),
+            (10, 3, 13)
+        );
         assert_eq!((r.cached_tokens, r.reasoning_tokens), (Some(4), Some(0)));
         assert_eq!(r.model.as_deref(), Some("gpt-4o-2024-11-20"));
         assert_eq!(r.response_id.as_deref(), Some("chatcmpl-1"));
         assert_eq!(r.choices[0].finish_reason.as_deref(), Some("stop"));
-        assert!(r.flags.is_empty(), "{:?}", r.flags.names().collect::<Vec<_>>());
+        assert!(
+            r.flags.is_empty(),
+            "{:?}",
+            r.flags.names().collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -1243,23 +1355,35 @@ mod tests {
         let r = run(&deep_event);
         assert!(has(&r, "json_too_deep") && has(&r, "malformed_event_skipped"));
         assert_eq!(r.total_tokens, 13);
-        let r = run(&format!("{{\"object\":\"chat.completion\",\"x\":{}}}", nest(200)));
+        let r = run(&format!(
+            "{{\"object\":\"chat.completion\",\"x\":{}}}",
+            nest(200)
+        ));
         assert!(has(&r, "json_too_deep"));
         assert_eq!(r.status, Status::Error);
         // Below the ceiling, a lower limit is enforced on events, bodies and requests.
         let mut o = MeterOptions::default();
         o.limits.max_json_depth = 8;
-        let ok = format!("data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n", nest(7));
-        let deep = format!("data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n", nest(8));
+        let ok = format!(
+            "data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n",
+            nest(7)
+        );
+        let deep = format!(
+            "data: {{\"object\":\"chat.completion.chunk\",\"x\":{}}}\n\n",
+            nest(8)
+        );
         assert!(!has(&run_with(b"", &ok, o.clone()), "json_too_deep"));
         assert!(has(&run_with(b"", &deep, o.clone()), "json_too_deep"));
         let mut m = Meter::new(o);
         let req = format!(r#"{{"model":"gpt-4o","messages":[],"x":{}}}"#, nest(8));
         let e = m.request(req.as_bytes()).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::LimitExceeded);
-        m.feed(b"{\"object\":\"chat.completion\",\"choices\":[]}").unwrap();
+        m.feed(b"{\"object\":\"chat.completion\",\"choices\":[]}")
+            .unwrap();
         let r = m.finish().unwrap();
-        assert!(r.flags.contains(Flags::JSON_TOO_DEEP | Flags::REQUEST_UNPARSED));
+        assert!(r
+            .flags
+            .contains(Flags::JSON_TOO_DEEP | Flags::REQUEST_UNPARSED));
     }
 
     #[test]
@@ -1267,10 +1391,18 @@ mod tests {
         let mut o = MeterOptions::default();
         o.limits.max_body_bytes = 64;
         let mut m = Meter::new(o);
-        let req = format!(r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#, "a".repeat(100));
-        assert_eq!(m.request(req.as_bytes()).unwrap_err().kind(), ErrorKind::LimitExceeded);
+        let req = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"{}"}}]}}"#,
+            "a".repeat(100)
+        );
+        assert_eq!(
+            m.request(req.as_bytes()).unwrap_err().kind(),
+            ErrorKind::LimitExceeded
+        );
         let r = m.finish().unwrap();
-        assert!(r.flags.contains(Flags::BODY_TOO_LARGE | Flags::REQUEST_UNPARSED));
+        assert!(r
+            .flags
+            .contains(Flags::BODY_TOO_LARGE | Flags::REQUEST_UNPARSED));
     }
 
     #[test]
@@ -1329,7 +1461,8 @@ mod tests {
         assert!(has(&r, "unknown_model"));
         assert_eq!(r.encoding, Encoding::O200kBase);
         let mut o = MeterOptions::default();
-        o.deployment("legacy-chat").map_deployment("legacy-chat", "gpt-35-turbo");
+        o.deployment("legacy-chat")
+            .map_deployment("legacy-chat", "gpt-35-turbo");
         let r = run_with(b"", body, o);
         assert!(!has(&r, "unknown_model"));
         assert_eq!(r.encoding, Encoding::Cl100kBase);
@@ -1390,19 +1523,43 @@ mod tests {
         }
         // Odd neighbours of a text chunk, some the full decoder rejects, some it reads.
         for tail in [
-            "\"x\":\"a\u{1}b\"", r#""x":"a\qb""#, r#""x":"\ud83d\ude00""#, r#""x":01"#, r#""x":1."#,
-            r#""x":{"a" 1}"#, r#""x":[1,]"#, r#""x":{"a":1]"#, r#""\u0078":1"#, "\"é\":1",
-            r#""x":[-0,0.5,-1.25e+3,{},[]]"#, r#""id":"\u00e9""#, r#""model":"m\"x""#,
+            "\"x\":\"a\u{1}b\"",
+            r#""x":"a\qb""#,
+            r#""x":"\ud83d\ude00""#,
+            r#""x":01"#,
+            r#""x":1."#,
+            r#""x":{"a" 1}"#,
+            r#""x":[1,]"#,
+            r#""x":{"a":1]"#,
+            r#""\u0078":1"#,
+            "\"é\":1",
+            r#""x":[-0,0.5,-1.25e+3,{},[]]"#,
+            r#""id":"\u00e9""#,
+            r#""model":"m\"x""#,
         ] {
             let body = format!("{head}\n\ndata: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"b\"}}}}],{tail}}}\n\n");
             on_both_paths(&body);
         }
         // Choice indexes and `created` the scanner reads as integers, or leaves to the full decoder.
-        for n in ["0", "01", "-1", "-0", "1.0", "1e0", "9223372036854775807", "9223372036854775808", "null", "\"1\""] {
+        for n in [
+            "0",
+            "01",
+            "-1",
+            "-0",
+            "1.0",
+            "1e0",
+            "9223372036854775807",
+            "9223372036854775808",
+            "null",
+            "\"1\"",
+        ] {
             on_both_paths(&format!("{head}\n\ndata: {{\"created\":{n},\"choices\":[{{\"index\":{n},\"delta\":{{\"content\":\"b\"}}}}]}}\n\n"));
         }
         let r = on_both_paths(&format!("{head}\n\ndata: {USAGE}\n\n"));
-        assert_eq!((r.source, r.prompt_tokens, r.cached_tokens), (Source::Reported, 10, Some(4)));
+        assert_eq!(
+            (r.source, r.prompt_tokens, r.cached_tokens),
+            (Source::Reported, 10, Some(4))
+        );
     }
 
     /// The record of `body` with the fast path on, checked equal to the one with it off.
@@ -1429,7 +1586,10 @@ mod tests {
     #[test]
     fn misuse_is_an_error_not_a_panic() {
         let mut m = Meter::new(MeterOptions::default());
-        assert_eq!(m.request(b"{not json").unwrap_err().kind(), ErrorKind::InvalidJson);
+        assert_eq!(
+            m.request(b"{not json").unwrap_err().kind(),
+            ErrorKind::InvalidJson
+        );
         m.feed(b"").unwrap();
         let r = m.finish().unwrap();
         assert!(has(&r, "empty_response") && has(&r, "request_unparsed"));
@@ -1444,23 +1604,43 @@ mod tests {
         let body = "{\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"ééééééééééééééé\"}}]}";
         let r = run_with(b"", body, o);
         assert!(has(&r, "text_limit_reached"));
-        assert_eq!(r.completion_tokens, Encoding::O200kBase.count("ééééé") as u64);
+        assert_eq!(
+            r.completion_tokens,
+            Encoding::O200kBase.count("ééééé") as u64
+        );
     }
 
     /// The budget cuts a stream's text at a character boundary on both paths, whether the
     /// piece is plain, escaped, ASCII or not, and whatever byte the limit falls on.
     #[test]
     fn text_limit_cuts_stream_text_alike_on_both_paths() {
-        let chunk = |c: &str| format!("data: {{\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}}}}]}}\n\n");
-        let body: String = ["ab", "é東", "\\u00e9x", "😀😀", "\\n\\\"", "naïve"].iter().map(|c| chunk(c)).collect::<String>() + "data: [DONE]\n\n";
+        let chunk = |c: &str| {
+            format!("data: {{\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"gpt-4o\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{c}\"}}}}]}}\n\n")
+        };
+        let body: String = ["ab", "é東", "\\u00e9x", "😀😀", "\\n\\\"", "naïve"]
+            .iter()
+            .map(|c| chunk(c))
+            .collect::<String>()
+            + "data: [DONE]\n\n";
         for limit in 0..30 {
             let mut o = MeterOptions::default();
             o.limits.max_text_bytes = limit;
             let fast = on_both_paths_with(&body, o);
-            assert_eq!(has(&fast, "text_limit_reached"), limit < 26, "limit {limit}");
+            assert_eq!(
+                has(&fast, "text_limit_reached"),
+                limit < 26,
+                "limit {limit}"
+            );
             let text = "abé東éx😀😀\n\"naïve";
-            let cut = (0..=limit.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
-            assert_eq!(fast.completion_tokens, Encoding::O200kBase.count(&text[..cut]) as u64, "limit {limit}");
+            let cut = (0..=limit.min(text.len()))
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            assert_eq!(
+                fast.completion_tokens,
+                Encoding::O200kBase.count(&text[..cut]) as u64,
+                "limit {limit}"
+            );
         }
     }
 
@@ -1470,7 +1650,11 @@ mod tests {
     /// its line and event sizes. Each case is an SSE or template detail a claim must respect.
     #[test]
     fn claimed_events_read_as_framed_events() {
-        let c = |t: &str| format!(r#"{{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{{"index":0,"delta":{{"content":"{t}"}},"finish_reason":null}}]}}"#);
+        let c = |t: &str| {
+            format!(
+                r#"{{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{{"index":0,"delta":{{"content":"{t}"}},"finish_reason":null}}]}}"#
+            )
+        };
         let (a, b, d, e) = (c("Hel"), c("lo"), c("!"), c("Hello, world"));
         let multi = format!("{}\n}}", &a[..a.len() - 1]);
         let streams = [
@@ -1486,12 +1670,21 @@ mod tests {
             format!("data: {a}\n\ndata: {b} \n\ndata: {d}\n"),
             // A template learned from a payload of two data lines holds an LF: the same bytes
             // on one line are two SSE lines, not that payload.
-            format!("data: {}\ndata: }}\n\ndata: {multi}\n\ndata: {b}\n\n", &a[..a.len() - 1]),
+            format!(
+                "data: {}\ndata: }}\n\ndata: {multi}\n\ndata: {b}\n\n",
+                &a[..a.len() - 1]
+            ),
         ];
         // Around the longest event: a claim must leave one over a limit to the framer.
         let n = e.len();
         for (k, body) in streams.iter().enumerate() {
-            for (max_line, max_body) in [(1 << 20, 1 << 20), (6 + n, 1 << 20), (5 + n, 1 << 20), (1 << 20, n), (1 << 20, n - 1)] {
+            for (max_line, max_body) in [
+                (1 << 20, 1 << 20),
+                (6 + n, 1 << 20),
+                (5 + n, 1 << 20),
+                (1 << 20, n),
+                (1 << 20, n - 1),
+            ] {
                 let mut o = MeterOptions::default();
                 o.limits.max_line_bytes = max_line;
                 o.limits.max_body_bytes = max_body;
@@ -1507,15 +1700,33 @@ mod tests {
     /// an over-long line dropped just before a claimable event, under text limits that cut.
     #[test]
     fn short_lane_reads_as_the_general_path() {
-        let c = |i: u32, t: &str, tail: &str| format!(r#"data: {{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","choices":[{{"index":{i},"delta":{{"content":"{t}"{tail}}}}}]}}"#);
+        let c = |i: u32, t: &str, tail: &str| {
+            format!(
+                r#"data: {{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","choices":[{{"index":{i},"delta":{{"content":"{t}"{tail}}}}}]}}"#
+            )
+        };
         let two = r#"data: {"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#;
         let long = format!("data: {}", "x".repeat(300));
         let events = [
-            c(0, "Hel", ""), c(0, "lo", ""), c(1, "é", ""), c(0, "", ""), c(2, "past", ""), c(0, "\\u00e9\\n", ""),
-            c(0, "r", r#","refusal":"no""#), c(1, "f", r#","role":"assistant""#), two.to_owned(), long, c(0, "!", ""),
-            c(0, "bad\\ud800", ""), c(0, "end", ""),
+            c(0, "Hel", ""),
+            c(0, "lo", ""),
+            c(1, "é", ""),
+            c(0, "", ""),
+            c(2, "past", ""),
+            c(0, "\\u00e9\\n", ""),
+            c(0, "r", r#","refusal":"no""#),
+            c(1, "f", r#","role":"assistant""#),
+            two.to_owned(),
+            long,
+            c(0, "!", ""),
+            c(0, "bad\\ud800", ""),
+            c(0, "end", ""),
         ];
-        let body = events.iter().map(|e| format!("{e}\n\n")).collect::<String>() + "data: [DONE]\n\n";
+        let body = events
+            .iter()
+            .map(|e| format!("{e}\n\n"))
+            .collect::<String>()
+            + "data: [DONE]\n\n";
         for (max_choices, max_text) in [(128, 1 << 20), (2, 1 << 20), (2, 7), (1, 3)] {
             let mut o = MeterOptions::default();
             o.limits.max_choices = max_choices;
@@ -1533,7 +1744,9 @@ mod tests {
     /// does.
     #[test]
     fn metadata_arriving_late_reads_alike() {
-        let c = |meta: &str, t: &str| format!("data: {{{meta}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n");
+        let c = |meta: &str, t: &str| {
+            format!("data: {{{meta}\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n")
+        };
         let body = [
             c("", "A"),
             c(r#""id":"x","created":0,"system_fingerprint":null,"#, "b"),
@@ -1547,10 +1760,25 @@ mod tests {
         ]
         .concat();
         let r = on_both_paths(&body);
-        assert_eq!(r.completion_tokens as usize, crate::count_tokens("Abcdefgh", "gpt-4o"));
         assert_eq!(
-            (r.response_id.as_deref(), r.model.as_deref(), r.created, r.system_fingerprint.as_deref(), r.endpoint),
-            (Some("x"), Some("gpt-4o"), Some(5), Some("fp_1"), Endpoint::Completions)
+            r.completion_tokens as usize,
+            crate::count_tokens("Abcdefgh", "gpt-4o")
+        );
+        assert_eq!(
+            (
+                r.response_id.as_deref(),
+                r.model.as_deref(),
+                r.created,
+                r.system_fingerprint.as_deref(),
+                r.endpoint
+            ),
+            (
+                Some("x"),
+                Some("gpt-4o"),
+                Some(5),
+                Some("fp_1"),
+                Endpoint::Completions
+            )
         );
     }
 
@@ -1559,7 +1787,15 @@ mod tests {
     /// reads only a string or null there and declines the rest.
     #[test]
     fn tool_call_id_of_any_type_reads_alike() {
-        for id in ["1e400", "-1e999", "{\"\u{e9}\":1}", "7", "null", "[]", "\"c1\""] {
+        for id in [
+            "1e400",
+            "-1e999",
+            "{\"\u{e9}\":1}",
+            "7",
+            "null",
+            "[]",
+            "\"c1\"",
+        ] {
             on_both_paths(&format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"tool_calls\":[{{\"id\":{id},\"function\":{{\"name\":\"f\"}}}}]}}}}]}}\n\ndata: [DONE]\n\n"));
         }
     }

@@ -102,7 +102,11 @@ impl MeterOptions {
     }
 
     /// Adds a deployment → model entry.
-    pub fn map_deployment(&mut self, deployment: impl Into<String>, model: impl Into<String>) -> &mut Self {
+    pub fn map_deployment(
+        &mut self,
+        deployment: impl Into<String>,
+        model: impl Into<String>,
+    ) -> &mut Self {
         Arc::make_mut(&mut self.deployments).insert(deployment.into(), model.into());
         self
     }

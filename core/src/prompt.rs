@@ -324,7 +324,9 @@ fn compact_json(arguments: &str) -> Cow<'_, str> {
 fn chat(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
     let mut c = Counter::new(model, enc, limits);
     let messages = req.messages.as_ref().map_or(&[][..], |m| &m.items[..]);
-    if req.messages.as_ref().is_some_and(|m| m.dropped > 0) || messages.iter().any(|m| m.tool_calls.dropped > 0) {
+    if req.messages.as_ref().is_some_and(|m| m.dropped > 0)
+        || messages.iter().any(|m| m.tool_calls.dropped > 0)
+    {
         // The request was over the element budget: what was skipped is not counted.
         c.estimated();
     }
@@ -621,8 +623,7 @@ fn count_messages(
     for (i, m) in messages.iter().enumerate() {
         let role = m.role.as_deref().unwrap_or("");
         let answers_parallel = role == "tool"
-            && m
-                .tool_call_id
+            && m.tool_call_id
                 .as_deref()
                 .is_some_and(|id| parallel.as_ref().is_some_and(|p| p.awaits(id)));
         if !answers_parallel {
@@ -911,9 +912,7 @@ fn tool_choice_tokens(req: &Request<'_>, c: &mut Counter<'_>) -> i64 {
     match choice {
         None | Some(Value::Null) => 0,
         Some(Value::String(s)) => {
-            if !matches!(s.as_str(), "auto" | "none" | "required")
-                || (c.responses && s != "auto")
-            {
+            if !matches!(s.as_str(), "auto" | "none" | "required") || (c.responses && s != "auto") {
                 // The Responses API: only `auto` is verified.
                 c.estimated();
             }
@@ -970,8 +969,10 @@ fn nested_array_items(schema: &Value, depth: usize) -> bool {
         i.get("type").and_then(Value::as_str) == Some("object") || i.get("properties").is_some()
     });
     if let Some(items) = items {
-        let odd = properties(items)
-            .any(|p| p.get("type").is_some_and(|t| t.is_array() || t.as_str() == Some("array")));
+        let odd = properties(items).any(|p| {
+            p.get("type")
+                .is_some_and(|t| t.is_array() || t.as_str() == Some("array"))
+        });
         if odd {
             return true;
         }
@@ -1474,7 +1475,10 @@ fn input_item<'a>(
             };
             messages.push(Message {
                 role: Text(Some("assistant".into())),
-                tool_calls: List { items: vec![call], dropped: 0 },
+                tool_calls: List {
+                    items: vec![call],
+                    dropped: 0,
+                },
                 ..Default::default()
             });
         }
@@ -1670,13 +1674,21 @@ mod tests {
         let all = count(&r, Endpoint::ChatCompletions, "gpt-4o", e);
         assert_eq!(all.image_tokens, Some(3 * 425));
         assert!(!all.flags.contains(Flags::TOO_MANY_IMAGES));
-        let limits = Limits { max_images: 2, ..Limits::default() };
+        let limits = Limits {
+            max_images: 2,
+            ..Limits::default()
+        };
         let two = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &limits);
-        assert!(two.flags.contains(Flags::TOO_MANY_IMAGES | Flags::IMAGE_SIZE_UNKNOWN));
+        assert!(two
+            .flags
+            .contains(Flags::TOO_MANY_IMAGES | Flags::IMAGE_SIZE_UNKNOWN));
         let unsized_one = image::image_tokens("gpt-4o", image::Detail::Auto, None).tokens;
         assert_eq!(two.image_tokens, Some(2 * 425 + unsized_one));
         // A base64 budget too small to reach the header leaves the size unknown.
-        let tiny = Limits { max_image_base64: 8, ..Limits::default() };
+        let tiny = Limits {
+            max_image_base64: 8,
+            ..Limits::default()
+        };
         let c = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &tiny);
         assert!(c.flags.contains(Flags::IMAGE_SIZE_UNKNOWN));
         assert!(!c.flags.contains(Flags::TOO_MANY_IMAGES));
@@ -1814,7 +1826,10 @@ type ping = () => any;\n\n\
         );
         let sys = 3 + e.count("system") + e.count("Be brief.");
         let c = chat_count(&body, "o4-mini", e);
-        assert_eq!(c.tokens as usize, 2 + sys + user + 4 + e.count(&sec) - 1 + 1);
+        assert_eq!(
+            c.tokens as usize,
+            2 + sys + user + 4 + e.count(&sec) - 1 + 1
+        );
         assert!(c.flags.is_empty());
         let bare = format!(
             r#"{{"messages":[{{"role":"user","content":"Weather in Paris?"}}],"tools":[{WEATHER}]}}"#
@@ -1826,9 +1841,13 @@ type ping = () => any;\n\n\
         let turn = format!(
             r#"{{"messages":[{{"role":"user","content":"Weather in Paris?"}},{{"role":"assistant","tool_calls":[{{"id":"c1","type":"function","function":{{"name":"get_weather","arguments":"{{}}"}}}}]}},{{"role":"tool","tool_call_id":"c1","content":"sunny"}}],"tools":[{WEATHER}]}}"#
         );
-        assert!(chat_count(&turn, "o4-mini", e).flags.contains(Flags::PROMPT_ESTIMATED));
+        assert!(chat_count(&turn, "o4-mini", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
         let required = bare.replace(r#""tools""#, r#""tool_choice":"required","tools""#);
-        assert!(chat_count(&required, "o3-mini", e).flags.contains(Flags::PROMPT_ESTIMATED));
+        assert!(chat_count(&required, "o3-mini", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
     }
 
     #[test]
@@ -1839,10 +1858,14 @@ type ping = () => any;\n\n\
         let body = r#"{"messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"What is 2+2?"}],"tools":[{"type":"function","function":{"name":"add","description":"Add two numbers together","parameters":{"properties":{"a":{"title":"A","type":"integer"},"b":{"title":"B","type":"integer"}},"required":["a","b"],"title":"add_args","type":"object","additionalProperties":false}}}]}"#;
         let sec = "# Tools\n\n## functions\n\nnamespace functions {\n\n// Add two numbers together\ntype add = (_: {\n// add_args\n// A\na: number,\n// B\nb: number,\n}) => any;\n\n} // namespace functions";
         let c = chat_count(body, "gpt-4o", e);
-        let sys = 3 + e.count("system") + e.count(&format!("You are a helpful assistant.\n\n{sec}"));
+        let sys =
+            3 + e.count("system") + e.count(&format!("You are a helpful assistant.\n\n{sec}"));
         let user = 3 + e.count("user") + e.count("What is 2+2?");
         assert_eq!(c.tokens as usize, 3 + sys + user - 1);
-        assert!(c.flags.is_empty(), "a titled schema with property comments is verified");
+        assert!(
+            c.flags.is_empty(),
+            "a titled schema with property comments is verified"
+        );
         // The same function on the Responses API stays an estimate.
         let r = Request::parse(br#"{"model":"gpt-4o","input":"What is 2+2?","tools":[{"type":"function","name":"add","parameters":{"title":"add_args","type":"object","properties":{"a":{"title":"A","type":"integer"}}}}]}"#).unwrap();
         assert!(count(&r, Endpoint::Responses, "gpt-4o", e)
@@ -1954,9 +1977,13 @@ type ping = () => any;\n\n\
         assert!(c.flags.is_empty(), "{:?}", c.flags);
         // An unanswered call or a non-ASCII answer: flagged.
         let open = body.replace(r#"{"role":"tool","tool_call_id":"a","content":"one"},"#, "");
-        assert!(chat_count(&open, "gpt-4o", e).flags.contains(Flags::PROMPT_ESTIMATED));
+        assert!(chat_count(&open, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
         let accented = body.replace(r#""content":"one""#, r#""content":"caf\u00e9""#);
-        assert!(chat_count(&accented, "gpt-4o", e).flags.contains(Flags::PROMPT_ESTIMATED));
+        assert!(chat_count(&accented, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
         // Legacy function_call / function messages.
         let body = r#"{"messages":[{"role":"user","content":"x"},
             {"role":"assistant","content":null,"function_call":{"name":"f","arguments":"{}"}},
@@ -1996,7 +2023,10 @@ type ping = () => any;\n\n\
         // An input item of an odd type costs nothing and is flagged; the other items still count.
         let r = Request::parse(br#"{"model":"gpt-4o","include":[],"input":[7,{"role":"user","content":[{"type":"input_text","text":"Hello"}]}]}"#).unwrap();
         let c = count(&r, Endpoint::Responses, "gpt-4o", e);
-        assert_eq!(c.tokens as usize, 3 + 3 + e.count("user") + e.count("Hello"));
+        assert_eq!(
+            c.tokens as usize,
+            3 + 3 + e.count("user") + e.count("Hello")
+        );
         assert!(c.flags.contains(Flags::PROMPT_ESTIMATED));
     }
 
@@ -2005,7 +2035,14 @@ type ping = () => any;\n\n\
         let e = Encoding::O200kBase;
         assert!(harmony_call_model("gpt-5.4-nano-2026-03-17") && harmony_call_model("gpt-5.10"));
         assert!(harmony_call_model("ft:gpt-5.5") && harmony_call_model("gpt-5.6-terra"));
-        for m in ["gpt-5", "gpt-5-mini", "gpt-5.1", "gpt-5.2-chat-latest", "o4-mini", "gpt-4.1"] {
+        for m in [
+            "gpt-5",
+            "gpt-5-mini",
+            "gpt-5.1",
+            "gpt-5.2-chat-latest",
+            "o4-mini",
+            "gpt-4.1",
+        ] {
             assert!(!harmony_call_model(m), "{m}");
         }
         let tools = r#""tools":[{"type":"function","name":"dice","description":"Rolls a dice","parameters":{"type":"object","properties":{}}}]"#;
@@ -2014,12 +2051,21 @@ type ping = () => any;\n\n\
         let out = r#"{"type":"function_call_output","call_id":"c1","output":"4"}"#;
         let body = |items: &str| format!(r#"{{"model":"m",{tools},"input":[{items}]}}"#);
         let n = |b: &str, model: &str| {
-            count(&Request::parse(b.as_bytes()).unwrap(), Endpoint::Responses, model, e)
+            count(
+                &Request::parse(b.as_bytes()).unwrap(),
+                Endpoint::Responses,
+                model,
+                e,
+            )
         };
         let model = "gpt-5.4-nano";
         let first = n(&body(user), model);
         let turn = n(&body(&format!("{user},{call},{out}")), model);
-        assert!(first.flags.is_empty() && turn.flags.is_empty(), "{:?}", turn.flags);
+        assert!(
+            first.flags.is_empty() && turn.flags.is_empty(),
+            "{:?}",
+            turn.flags
+        );
         // The arguments count compact.
         let harmony = 4
             + e.count("assistant")
@@ -2032,7 +2078,9 @@ type ping = () => any;\n\n\
         assert_eq!((turn.tokens - first.tokens) as usize, harmony);
         // Consecutive calls, earlier models: flagged.
         let two = format!(r#"{user},{call},{},{out}"#, call.replace("c1", "c2"));
-        assert!(n(&body(&two), model).flags.contains(Flags::PROMPT_ESTIMATED));
+        assert!(n(&body(&two), model)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
         let turn = n(&body(&format!("{user},{call},{out}")), "gpt-5");
         assert!(turn.flags.contains(Flags::PROMPT_ESTIMATED));
     }
@@ -2041,20 +2089,44 @@ type ping = () => any;\n\n\
     fn responses_returned_single_call_costs_three_more() {
         let e = Encoding::O200kBase;
         let n = |items: &str| {
-            let b = format!(r#"{{"model":"gpt-4o","input":[{{"role":"user","content":"Hi"}},{items}]}}"#);
-            count(&Request::parse(b.as_bytes()).unwrap(), Endpoint::Responses, "gpt-4o", e).tokens
+            let b = format!(
+                r#"{{"model":"gpt-4o","input":[{{"role":"user","content":"Hi"}},{items}]}}"#
+            );
+            count(
+                &Request::parse(b.as_bytes()).unwrap(),
+                Endpoint::Responses,
+                "gpt-4o",
+                e,
+            )
+            .tokens
         };
         let call = |id: &str, extra: &str| {
-            format!(r#"{{"type":"function_call","call_id":"{id}","name":"f","arguments":"{{}}"{extra}}}"#)
+            format!(
+                r#"{{"type":"function_call","call_id":"{id}","name":"f","arguments":"{{}}"{extra}}}"#
+            )
         };
-        let out = |id: &str| format!(r#"{{"type":"function_call_output","call_id":"{id}","output":"ok"}}"#);
+        let out = |id: &str| {
+            format!(r#"{{"type":"function_call_output","call_id":"{id}","output":"ok"}}"#)
+        };
         let returned = r#","id":"fc_1","status":"completed""#;
         let built = n(&format!("{},{}", call("a", ""), out("a")));
-        assert_eq!(n(&format!("{},{}", call("a", returned), out("a"))), built + 3);
+        assert_eq!(
+            n(&format!("{},{}", call("a", returned), out("a"))),
+            built + 3
+        );
         // An id alone, or consecutive calls: nothing more.
-        assert_eq!(n(&format!("{},{}", call("a", r#","id":"fc_1""#), out("a"))), built);
+        assert_eq!(
+            n(&format!("{},{}", call("a", r#","id":"fc_1""#), out("a"))),
+            built
+        );
         let two = |extra: &str| {
-            n(&format!("{},{},{},{}", call("a", extra), call("b", extra), out("a"), out("b")))
+            n(&format!(
+                "{},{},{},{}",
+                call("a", extra),
+                call("b", extra),
+                out("a"),
+                out("b")
+            ))
         };
         assert_eq!(two(returned), two(""));
     }

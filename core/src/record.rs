@@ -39,7 +39,11 @@ impl Endpoint {
     /// Parses the record's name (`"chat.completions"`, ...) or a URL path such as
     /// `/openai/deployments/x/chat/completions?api-version=...` or `/v1/responses`.
     pub fn parse(s: &str) -> Option<Endpoint> {
-        let path = s.split(['?', '#']).next().unwrap_or("").trim_end_matches('/');
+        let path = s
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('/');
         Some(match path {
             "chat.completions" => Endpoint::ChatCompletions,
             "completions" => Endpoint::Completions,
@@ -194,7 +198,10 @@ impl Flags {
 
     /// The record names of the flags that are set, in bit order.
     pub fn names(self) -> impl Iterator<Item = &'static str> {
-        Flags::ALL.iter().filter(move |(f, _)| self.contains(*f)).map(|(_, n)| *n)
+        Flags::ALL
+            .iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .map(|(_, n)| *n)
     }
 
     /// The flag named `name` (a record name such as `"truncated"`).

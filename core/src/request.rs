@@ -127,14 +127,23 @@ impl<'de: 'a, 'a> Deserialize<'de> for ImageUrl<'a> {
                 f.write_str("an image_url")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<ImageUrl<'de>, E> {
-                Ok(ImageUrl { url: Some(Cow::Borrowed(v)), detail: None })
+                Ok(ImageUrl {
+                    url: Some(Cow::Borrowed(v)),
+                    detail: None,
+                })
             }
             fn visit_str<E>(self, v: &str) -> Result<ImageUrl<'de>, E> {
-                Ok(ImageUrl { url: Some(Cow::Owned(v.to_owned())), detail: None })
+                Ok(ImageUrl {
+                    url: Some(Cow::Owned(v.to_owned())),
+                    detail: None,
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<ImageUrl<'de>, A::Error> {
                 let o = Obj::deserialize(de::value::MapAccessDeserializer::new(a))?;
-                Ok(ImageUrl { url: o.url.0, detail: o.detail.0 })
+                Ok(ImageUrl {
+                    url: o.url.0,
+                    detail: o.detail.0,
+                })
             }
             fn visit_unit<E>(self) -> Result<ImageUrl<'de>, E> {
                 Ok(ImageUrl::default())
@@ -401,7 +410,10 @@ impl<'a> Request<'a> {
         });
         match parsed {
             Ok(r) => Ok(r),
-            Err(e) if e.is_data() => Err(Error::new(ErrorKind::InvalidRequest, format!("request: {e}"))),
+            Err(e) if e.is_data() => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("request: {e}"),
+            )),
             Err(e) => Err(Error::json(&e, "request")),
         }
     }
@@ -420,7 +432,11 @@ impl<'a> Request<'a> {
             let embedding = model.contains("embedding")
                 || self.encoding_format.0.is_some()
                 || self.dimensions.0.is_some();
-            return Some(if embedding { Endpoint::Embeddings } else { Endpoint::Responses });
+            return Some(if embedding {
+                Endpoint::Embeddings
+            } else {
+                Endpoint::Responses
+            });
         }
         if self.instructions.0.is_some() || self.previous_response_id.0.is_some() {
             return Some(Endpoint::Responses);
@@ -459,11 +475,22 @@ mod tests {
         assert_eq!(m.len(), 4);
         match &m[1].content {
             Content::Parts(p) => {
-                assert_eq!(p[1].image_url.as_ref().unwrap().detail.as_deref(), Some("low"))
+                assert_eq!(
+                    p[1].image_url.as_ref().unwrap().detail.as_deref(),
+                    Some("low")
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(m[2].tool_calls[0].function.as_ref().unwrap().name.as_deref(), Some("f"));
+        assert_eq!(
+            m[2].tool_calls[0]
+                .function
+                .as_ref()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("f")
+        );
         assert!(r.tools.is_some());
     }
 
@@ -491,21 +518,39 @@ mod tests {
         match &m[4].content {
             Content::Parts(p) => {
                 assert_eq!(p.len(), 3);
-                assert_eq!((p[0].kind.as_deref(), p[1].text.as_deref()), (None, Some("hi")));
+                assert_eq!(
+                    (p[0].kind.as_deref(), p[1].text.as_deref()),
+                    (None, Some("hi"))
+                );
             }
             other => panic!("{other:?}"),
         }
         let calls = &m[5].tool_calls;
-        assert_eq!((calls[0].id.as_deref(), calls[1].function.as_ref()), (None, Some(&FunctionCall::default())));
-        assert_eq!(calls[2].function.as_ref().unwrap().name.as_deref(), Some("f"));
+        assert_eq!(
+            (calls[0].id.as_deref(), calls[1].function.as_ref()),
+            (None, Some(&FunctionCall::default()))
+        );
+        assert_eq!(
+            calls[2].function.as_ref().unwrap().name.as_deref(),
+            Some("f")
+        );
     }
 
     #[test]
     fn endpoints_by_shape() {
         let e = |b: &[u8]| Request::parse(b).unwrap().endpoint();
-        assert_eq!(e(br#"{"prompt":"x","model":"gpt-3.5-turbo-instruct"}"#), Some(Endpoint::Completions));
-        assert_eq!(e(br#"{"input":"x","model":"text-embedding-3-small"}"#), Some(Endpoint::Embeddings));
-        assert_eq!(e(br#"{"input":"x","model":"gpt-4o"}"#), Some(Endpoint::Responses));
+        assert_eq!(
+            e(br#"{"prompt":"x","model":"gpt-3.5-turbo-instruct"}"#),
+            Some(Endpoint::Completions)
+        );
+        assert_eq!(
+            e(br#"{"input":"x","model":"text-embedding-3-small"}"#),
+            Some(Endpoint::Embeddings)
+        );
+        assert_eq!(
+            e(br#"{"input":"x","model":"gpt-4o"}"#),
+            Some(Endpoint::Responses)
+        );
         assert!(Request::parse(b"[1]").is_err());
         assert!(Request::parse(b"{").is_err());
     }

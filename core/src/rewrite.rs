@@ -40,9 +40,17 @@ pub struct Rewrite<'a> {
 /// assert_eq!(&r.body[..], &br#"{"model":"gpt-4o","stream":true,"messages":[],"stream_options":{"include_usage":true}}"#[..]);
 /// ```
 pub fn ensure_include_usage(body: &[u8]) -> Rewrite<'_> {
-    let unchanged = |client_asked| Rewrite { body: Cow::Borrowed(body), changed: false, client_asked };
-    let Some(obj) = json_scan::scan_object(body) else { return unchanged(false) };
-    let Some(close) = obj.close else { return unchanged(false) };
+    let unchanged = |client_asked| Rewrite {
+        body: Cow::Borrowed(body),
+        changed: false,
+        client_asked,
+    };
+    let Some(obj) = json_scan::scan_object(body) else {
+        return unchanged(false);
+    };
+    let Some(close) = obj.close else {
+        return unchanged(false);
+    };
     let streams = obj.get("stream").is_some_and(|f| f.raw(body) == b"true");
     // Only chat completions (`messages`) and completions (`prompt`) take `include_usage`; the
     // Responses API always reports usage and would reject the field.
@@ -55,7 +63,11 @@ pub fn ensure_include_usage(body: &[u8]) -> Rewrite<'_> {
         out.extend_from_slice(&body[..at.start]);
         out.extend_from_slice(with);
         out.extend_from_slice(&body[at.end..]);
-        Rewrite { body: Cow::Owned(out), changed: true, client_asked: false }
+        Rewrite {
+            body: Cow::Owned(out),
+            changed: true,
+            client_asked: false,
+        }
     };
     let Some(so) = obj.get("stream_options") else {
         let text: &[u8] = if obj.fields.is_empty() {
@@ -69,14 +81,19 @@ pub fn ensure_include_usage(body: &[u8]) -> Rewrite<'_> {
     let inner: Option<Object<'_>> = json_scan::scan_object(raw);
     match inner {
         Some(inner) => {
-            let Some(inner_close) = inner.close else { return unchanged(false) };
+            let Some(inner_close) = inner.close else {
+                return unchanged(false);
+            };
             let base = so.value_span.start;
             match inner.get("include_usage") {
                 Some(f) if f.raw(raw) == b"true" => unchanged(true),
                 Some(f) => splice(base + f.value_span.start..base + f.value_span.end, b"true"),
                 None => {
-                    let text: &[u8] =
-                        if inner.fields.is_empty() { br#""include_usage":true"# } else { br#","include_usage":true"# };
+                    let text: &[u8] = if inner.fields.is_empty() {
+                        br#""include_usage":true"#
+                    } else {
+                        br#","include_usage":true"#
+                    };
                     let at = base + insert_point(raw, inner_close);
                     splice(at..at, text)
                 }
@@ -266,12 +283,22 @@ mod tests {
         same(br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true}}"#);
         same(b"not json");
         same(br#"{"stream":true"#);
-        let r = ensure_include_usage(b"{\n  \"stream\": true,\"prompt\":\"x\",\n  \"stream_options\": {}\n}");
+        let r = ensure_include_usage(
+            b"{\n  \"stream\": true,\"prompt\":\"x\",\n  \"stream_options\": {}\n}",
+        );
         assert_eq!(&r.body[..], b"{\n  \"stream\": true,\"prompt\":\"x\",\n  \"stream_options\": {\"include_usage\":true}\n}");
-        let r = ensure_include_usage(br#"{"stream":true,"messages":[],"stream_options":{"include_usage":false,"x":1}}"#);
-        assert_eq!(&r.body[..], br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true,"x":1}}"#);
+        let r = ensure_include_usage(
+            br#"{"stream":true,"messages":[],"stream_options":{"include_usage":false,"x":1}}"#,
+        );
+        assert_eq!(
+            &r.body[..],
+            br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true,"x":1}}"#
+        );
         let r = ensure_include_usage(br#"{"stream":true,"messages":[],"stream_options":null}"#);
-        assert_eq!(&r.body[..], br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true}}"#);
+        assert_eq!(
+            &r.body[..],
+            br#"{"stream":true,"messages":[],"stream_options":{"include_usage":true}}"#
+        );
         let r = ensure_include_usage(b"{\"stream\":true,\"messages\":[],\"m\":\"\xC3\xA9\"\n}");
         assert_eq!(&r.body[..], b"{\"stream\":true,\"messages\":[],\"m\":\"\xC3\xA9\",\"stream_options\":{\"include_usage\":true}\n}");
         assert!(serde_json::from_slice::<serde_json::Value>(&r.body).is_ok());

@@ -169,7 +169,9 @@ impl Framer {
         }
         let mut data = Data::Owned;
         // The most an offered event may carry: its line and its data must both fit.
-        let max_data = self.max_event.min(self.max_line.saturating_sub(DATA_LINE.len()));
+        let max_data = self
+            .max_event
+            .min(self.max_line.saturating_sub(DATA_LINE.len()));
         while pos < piece.len() {
             let rest = &piece[pos..];
             // Idle means no data held, so none is borrowed from this piece either.
@@ -273,7 +275,13 @@ impl Framer {
 
     /// Interprets one complete line. `borrowable` says whether `line` lives in the current piece
     /// (so its value may be handed out without a copy).
-    fn line<'c, S: Sink>(&mut self, mut line: &'c [u8], borrowable: bool, data: &mut Data<'c>, on_frame: &mut S) {
+    fn line<'c, S: Sink>(
+        &mut self,
+        mut line: &'c [u8],
+        borrowable: bool,
+        data: &mut Data<'c>,
+        on_frame: &mut S,
+    ) {
         if self.at_start {
             self.at_start = false;
             line = line.strip_prefix(BOM).unwrap_or(line);
@@ -286,7 +294,11 @@ impl Framer {
             return;
         }
         // Nearly every line is `data:`, whose colon needs no search.
-        let colon = if line.starts_with(b"data:") { Some(4) } else { memchr::memchr(b':', line) };
+        let colon = if line.starts_with(b"data:") {
+            Some(4)
+        } else {
+            memchr::memchr(b':', line)
+        };
         let (field, value) = match colon {
             Some(c) => {
                 let v = &line[c + 1..];
@@ -298,7 +310,8 @@ impl Framer {
             b"data" => self.push_data(value, borrowable, data),
             b"event" => {
                 self.event.clear();
-                self.event.extend_from_slice(&value[..value.len().min(MAX_EVENT_NAME)]);
+                self.event
+                    .extend_from_slice(&value[..value.len().min(MAX_EVENT_NAME)]);
             }
             _ => {}
         }
@@ -339,7 +352,10 @@ impl Framer {
                 Data::Borrowed(d) => d,
                 Data::Owned => &self.data[..],
             };
-            on_frame.frame(Frame { event: &self.event, data: d });
+            on_frame.frame(Frame {
+                event: &self.event,
+                data: d,
+            });
         }
         *data = Data::Owned;
         self.data.clear();
@@ -388,14 +404,22 @@ mod tests {
     fn line_ends_lf_crlf_cr() {
         for sep in ["\n", "\r\n", "\r"] {
             let s = format!("data: a{sep}{sep}data:b{sep}{sep}");
-            assert_eq!(all_splits(s.as_bytes()), [ev("", "a"), ev("", "b")], "{sep:?}");
+            assert_eq!(
+                all_splits(s.as_bytes()),
+                [ev("", "a"), ev("", "b")],
+                "{sep:?}"
+            );
         }
     }
 
     #[test]
     fn multiline_comments_event_and_unterminated_last_event() {
-        let s = b": keep-alive\nevent: response.completed\ndata: x\ndata:  y\nid: 3\n\ndata: [DONE]";
-        assert_eq!(all_splits(s), [ev("response.completed", "x\n y"), ev("", "[DONE]")]);
+        let s =
+            b": keep-alive\nevent: response.completed\ndata: x\ndata:  y\nid: 3\n\ndata: [DONE]";
+        assert_eq!(
+            all_splits(s),
+            [ev("response.completed", "x\n y"), ev("", "[DONE]")]
+        );
     }
 
     #[test]
@@ -429,14 +453,19 @@ mod tests {
     fn event_cap_drops_event() {
         let mut f = Framer::new(100, 10);
         let mut out = Vec::new();
-        f.feed(b"data: 123456\ndata: 789012\n\ndata: ok\n\n", |fr| out.push(fr.data.to_vec()));
+        f.feed(b"data: 123456\ndata: 789012\n\ndata: ok\n\n", |fr| {
+            out.push(fr.data.to_vec())
+        });
         assert_eq!(out, [b"ok".to_vec()]);
         assert_eq!(f.events_dropped(), 1);
     }
 
     #[test]
     fn bom_and_empty_data() {
-        assert_eq!(all_splits(b"\xEF\xBB\xBFdata: a\n\ndata\n\n"), [ev("", "a"), ev("", "")]);
+        assert_eq!(
+            all_splits(b"\xEF\xBB\xBFdata: a\n\ndata\n\n"),
+            [ev("", "a"), ev("", "")]
+        );
     }
 
     /// A sink that claims every `{}` event records it as the framer would have dispatched it;
@@ -446,7 +475,10 @@ mod tests {
         struct Claims(Vec<(String, String)>, usize);
         impl Sink for Claims {
             fn frame(&mut self, f: Frame<'_>) {
-                self.0.push(ev(&String::from_utf8_lossy(f.event), &String::from_utf8_lossy(f.data)));
+                self.0.push(ev(
+                    &String::from_utf8_lossy(f.event),
+                    &String::from_utf8_lossy(f.data),
+                ));
             }
             fn claim(&mut self, value: &[u8], max_data: usize) -> Option<usize> {
                 let end = event_end(value.strip_prefix(b"{}")?)?;

@@ -176,7 +176,10 @@ thread_local! {
 
 impl<T> Default for List<T> {
     fn default() -> Self {
-        List { items: Vec::new(), dropped: 0 }
+        List {
+            items: Vec::new(),
+            dropped: 0,
+        }
     }
 }
 
@@ -205,7 +208,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for List<T> {
                         }
                         return Ok(list);
                     }
-                    let Some(x) = a.next_element()? else { return Ok(list) };
+                    let Some(x) = a.next_element()? else {
+                        return Ok(list);
+                    };
                     if left != UNLIMITED {
                         ELEMENT_BUDGET.with(|b| b.set(b.get().saturating_sub(1)));
                     }
@@ -458,7 +463,10 @@ mod tests {
         let m = decode(br#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":null}}"#).unwrap();
         let u = m.usage.unwrap();
         assert_eq!(u.prompt_tokens, Some(Count::Valid(5)));
-        assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, Some(Count::Valid(0)));
+        assert_eq!(
+            u.prompt_tokens_details.unwrap().cached_tokens,
+            Some(Count::Valid(0))
+        );
     }
 
     #[test]
@@ -476,7 +484,10 @@ mod tests {
         }
         body.push_str("]}");
         let m = decode(body.as_bytes()).unwrap();
-        assert_eq!((m.choices.len(), m.choices.dropped), (MAX_LIST_ELEMENTS, 10));
+        assert_eq!(
+            (m.choices.len(), m.choices.dropped),
+            (MAX_LIST_ELEMENTS, 10)
+        );
         // The budget is per message.
         let m = decode(br#"{"choices":[{},{}]}"#).unwrap();
         assert_eq!((m.choices.len(), m.choices.dropped), (2, 0));
@@ -491,7 +502,10 @@ mod tests {
                 body.push_str(if i == 0 { "{}" } else { ",{}" });
             }
             body.push_str("]}");
-            assert_eq!(decode(body.as_bytes()).unwrap().choices.len(), MAX_LIST_ELEMENTS);
+            assert_eq!(
+                decode(body.as_bytes()).unwrap().choices.len(),
+                MAX_LIST_ELEMENTS
+            );
         }
         let plain: Message<'_> = serde_json::from_slice(br#"{"choices":[{},{}]}"#).unwrap();
         assert_eq!(plain.choices.len(), 2);
@@ -510,8 +524,16 @@ mod tests {
 
     #[test]
     fn strings_borrow_unless_escaped() {
-        let m = decode(br#"{"choices":[{"delta":{"content":"plain"}},{"delta":{"content":"a\nb"}}]}"#).unwrap();
-        assert!(matches!(m.choices[0].delta.as_ref().unwrap().content.0, Some(Cow::Borrowed("plain"))));
-        assert_eq!(m.choices[1].delta.as_ref().unwrap().content.as_deref(), Some("a\nb"));
+        let m =
+            decode(br#"{"choices":[{"delta":{"content":"plain"}},{"delta":{"content":"a\nb"}}]}"#)
+                .unwrap();
+        assert!(matches!(
+            m.choices[0].delta.as_ref().unwrap().content.0,
+            Some(Cow::Borrowed("plain"))
+        ));
+        assert_eq!(
+            m.choices[1].delta.as_ref().unwrap().content.as_deref(),
+            Some("a\nb")
+        );
     }
 }

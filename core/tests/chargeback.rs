@@ -13,9 +13,15 @@ const KEY: &str = "5e2a9c7d1b3f4e6a8c0d2f4b6a8c0e1d";
 
 fn envelope(r: &common::Rec, as_objects: bool) -> String {
     let (req, resp) = if as_objects && !r.stream {
-        (r.raw["request"].clone(), serde_json::from_str(&r.response).unwrap_or(Value::String(r.response.clone())))
+        (
+            r.raw["request"].clone(),
+            serde_json::from_str(&r.response).unwrap_or(Value::String(r.response.clone())),
+        )
     } else {
-        (Value::String(String::from_utf8_lossy(&r.request).into_owned()), Value::String(r.response.clone()))
+        (
+            Value::String(String::from_utf8_lossy(&r.request).into_owned()),
+            Value::String(r.response.clone()),
+        )
     };
     json!({"eventTime": "2025-09-01T10:00:00Z", "apiOperation": "ChatCompletion",
            "appSubscriptionKey": KEY, "request": req, "response": resp})
@@ -69,11 +75,18 @@ fn truncated_envelopes_give_flagged_records() {
 fn rewriting_real_requests_is_byte_exact() {
     let recs = common::load();
     let (mut changed, mut kept) = (0, 0);
-    for r in recs.iter().filter(|r| r.endpoint == "chat.completions" || r.endpoint == "completions") {
-        for body in [r.request.clone(), serde_json::to_vec_pretty(&r.raw["request"]).expect("pretty")] {
+    for r in recs
+        .iter()
+        .filter(|r| r.endpoint == "chat.completions" || r.endpoint == "completions")
+    {
+        for body in [
+            r.request.clone(),
+            serde_json::to_vec_pretty(&r.raw["request"]).expect("pretty"),
+        ] {
             let out = ensure_include_usage(&body);
             let before: Value = serde_json::from_slice(&body).expect("json");
-            let after: Value = serde_json::from_slice(&out.body).expect("rewritten body is valid JSON");
+            let after: Value =
+                serde_json::from_slice(&out.body).expect("rewritten body is valid JSON");
             let streams = before["stream"] == Value::Bool(true);
             let asked = before["stream_options"]["include_usage"] == Value::Bool(true);
             if !streams || asked {
@@ -91,11 +104,25 @@ fn rewriting_real_requests_is_byte_exact() {
             let b = &body[..];
             let a = &out.body[..];
             let pre = b.iter().zip(a).take_while(|(x, y)| x == y).count();
-            let suf = b[pre..].iter().rev().zip(a[pre..].iter().rev()).take_while(|(x, y)| x == y).count();
+            let suf = b[pre..]
+                .iter()
+                .rev()
+                .zip(a[pre..].iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count();
             let old_mid = &b[pre..b.len() - suf];
             let new_mid = std::str::from_utf8(&a[pre..a.len() - suf]).expect("utf8");
-            assert!(old_mid.len() <= 5, "{}: replaced {:?}", r.id, String::from_utf8_lossy(old_mid));
-            assert!(new_mid.contains("tru") && new_mid.len() <= 40, "{}: inserted {new_mid:?}", r.id);
+            assert!(
+                old_mid.len() <= 5,
+                "{}: replaced {:?}",
+                r.id,
+                String::from_utf8_lossy(old_mid)
+            );
+            assert!(
+                new_mid.contains("tru") && new_mid.len() <= 40,
+                "{}: inserted {new_mid:?}",
+                r.id
+            );
         }
     }
     println!("rewritten {changed}, left unchanged {kept}");
@@ -116,7 +143,10 @@ fn data_events(stream: &[u8]) -> Vec<Value> {
 fn filtered_streams_lose_only_the_usage_chunk_and_the_meter_still_reports() {
     let recs = common::load();
     let mut n = 0;
-    for r in recs.iter().filter(|r| r.stream && r.endpoint == "chat.completions" && r.usage.is_some()) {
+    for r in recs
+        .iter()
+        .filter(|r| r.stream && r.endpoint == "chat.completions" && r.usage.is_some())
+    {
         let body = r.response.as_bytes();
         for step in [body.len(), 3, 64] {
             let mut f = UsageChunkFilter::default();
@@ -129,13 +159,25 @@ fn filtered_streams_lose_only_the_usage_chunk_and_the_meter_still_reports() {
             let before = data_events(body);
             let after = data_events(&out);
             assert_eq!(after.len(), before.len() - 1, "{}", r.id);
-            assert!(after.iter().all(|e| e["usage"].is_null() || !e["choices"].as_array().is_some_and(Vec::is_empty)));
-            let kept: Vec<&Value> = before.iter().filter(|e| e["usage"].is_null() || !e["choices"].as_array().is_some_and(Vec::is_empty)).collect();
+            assert!(after.iter().all(
+                |e| e["usage"].is_null() || !e["choices"].as_array().is_some_and(Vec::is_empty)
+            ));
+            let kept: Vec<&Value> = before
+                .iter()
+                .filter(|e| {
+                    e["usage"].is_null() || !e["choices"].as_array().is_some_and(Vec::is_empty)
+                })
+                .collect();
             assert_eq!(after.iter().collect::<Vec<_>>(), kept, "{}", r.id);
             assert!(String::from_utf8_lossy(&out).contains("[DONE]"));
         }
         let rec = meter(MeterOptions::default(), &r.request, body).expect("meter");
-        assert_eq!((rec.source, rec.status), (Source::Reported, Status::Complete), "{}", r.id);
+        assert_eq!(
+            (rec.source, rec.status),
+            (Source::Reported, Status::Complete),
+            "{}",
+            r.id
+        );
         n += 1;
     }
     assert!(n > 200, "{n}");

@@ -9,11 +9,15 @@ use serde_json::Value;
 use usagetap::{meter, MeterOptions, Source};
 
 fn reported(u: &Value, key: &str, alt: &str) -> Option<u64> {
-    u.get(key).and_then(Value::as_u64).or_else(|| u.get(alt).and_then(Value::as_u64))
+    u.get(key)
+        .and_then(Value::as_u64)
+        .or_else(|| u.get(alt).and_then(Value::as_u64))
 }
 
 fn detail(u: &Value, outer: &[&str], key: &str) -> Option<u64> {
-    outer.iter().find_map(|o| u.get(*o).and_then(|d| d.get(key)).and_then(Value::as_u64))
+    outer
+        .iter()
+        .find_map(|o| u.get(*o).and_then(|d| d.get(key)).and_then(Value::as_u64))
 }
 
 #[test]
@@ -24,30 +28,49 @@ fn every_record_metered_and_reported_usage_reproduced() {
     for r in &recs {
         let rec = meter(MeterOptions::default(), &r.request, r.response.as_bytes())
             .unwrap_or_else(|e| panic!("{}: {e}", r.id));
-        assert_eq!(rec.endpoint.as_str(), r.endpoint, "{}: endpoint detected", r.id);
+        assert_eq!(
+            rec.endpoint.as_str(),
+            r.endpoint,
+            "{}: endpoint detected",
+            r.id
+        );
         assert_eq!(rec.stream, r.stream, "{}: stream", r.id);
         let e = per_endpoint.entry(r.endpoint.clone()).or_default();
         e.0 += 1;
         let Some(u) = &r.usage else {
             assert_eq!(rec.source, Source::Computed, "{}", r.id);
-            assert!(rec.flags.names().any(|f| f == "no_usage_reported"), "{}", r.id);
+            assert!(
+                rec.flags.names().any(|f| f == "no_usage_reported"),
+                "{}",
+                r.id
+            );
             continue;
         };
         let p = reported(u, "prompt_tokens", "input_tokens");
         let t = reported(u, "total_tokens", "total_tokens");
-        let c = reported(u, "completion_tokens", "output_tokens")
-            .or_else(|| Some(t? - p?));
+        let c = reported(u, "completion_tokens", "output_tokens").or_else(|| Some(t? - p?));
         assert_eq!(
-            (Some(rec.prompt_tokens), Some(rec.completion_tokens), Some(rec.total_tokens)),
+            (
+                Some(rec.prompt_tokens),
+                Some(rec.completion_tokens),
+                Some(rec.total_tokens)
+            ),
             (p, c, t),
             "{}: reported usage",
             r.id
         );
         assert_eq!(rec.source, Source::Reported, "{}", r.id);
-        let cached = detail(u, &["prompt_tokens_details", "input_tokens_details"], "cached_tokens");
+        let cached = detail(
+            u,
+            &["prompt_tokens_details", "input_tokens_details"],
+            "cached_tokens",
+        );
         assert_eq!(rec.cached_tokens, cached, "{}: cached", r.id);
-        let reasoning =
-            detail(u, &["completion_tokens_details", "output_tokens_details"], "reasoning_tokens");
+        let reasoning = detail(
+            u,
+            &["completion_tokens_details", "output_tokens_details"],
+            "reasoning_tokens",
+        );
         assert_eq!(rec.reasoning_tokens, reasoning, "{}: reasoning", r.id);
         e.1 += 1;
     }
@@ -81,7 +104,11 @@ fn pin(rates: &BTreeMap<&'static str, Rate>, cat: &str, n: usize, exact: usize, 
     let r = &rates[cat];
     assert_eq!(r.n, n, "{cat}: N");
     assert!(r.exact >= exact, "{cat}: exact {} < {exact}", r.exact);
-    assert!(r.within_one >= within, "{cat}: within one {} < {within}", r.within_one);
+    assert!(
+        r.within_one >= within,
+        "{cat}: within one {} < {within}",
+        r.within_one
+    );
 }
 
 impl Rate {
@@ -108,16 +135,32 @@ fn computed_completion_rates() {
     for r in recs.iter().filter(|r| r.endpoint == "chat.completions") {
         let Some(u) = &r.usage else { continue };
         let rec = meter(opts.clone(), &r.request, r.response.as_bytes()).expect("meter");
-        let computed = rec.computed.as_ref().expect("reconcile computes").completion_tokens as i64;
+        let computed = rec
+            .computed
+            .as_ref()
+            .expect("reconcile computes")
+            .completion_tokens as i64;
         let rep = u["completion_tokens"].as_u64().expect("completion_tokens") as i64;
         let model = rec.model.clone().unwrap_or_default();
         let reasoning = usagetap::prompt::is_reasoning_model(&model)
             || model.starts_with("o1")
-            || u["completion_tokens_details"]["reasoning_tokens"].as_u64().unwrap_or(0) > 0;
-        let tool_calls = rec.choices.iter().any(|c| c.finish_reason.as_deref() == Some("tool_calls"))
+            || u["completion_tokens_details"]["reasoning_tokens"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0;
+        let tool_calls = rec
+            .choices
+            .iter()
+            .any(|c| c.finish_reason.as_deref() == Some("tool_calls"))
             || r.response.contains("\"tool_calls\"") && r.response.contains("\"arguments\"");
-        let extra = u["completion_tokens_details"]["audio_tokens"].as_u64().unwrap_or(0) > 0
-            || u["completion_tokens_details"]["rejected_prediction_tokens"].as_u64().unwrap_or(0) > 0;
+        let extra = u["completion_tokens_details"]["audio_tokens"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+            || u["completion_tokens_details"]["rejected_prediction_tokens"]
+                .as_u64()
+                .unwrap_or(0)
+                > 0;
         let kind = if r.stream { "stream" } else { "json" };
         let category = if reasoning {
             "reasoning"
@@ -125,23 +168,46 @@ fn computed_completion_rates() {
             "audio/prediction"
         } else if tool_calls {
             "tool calls"
-        } else if r.raw["request"].get("tools").is_some() || r.raw["request"].get("functions").is_some() {
+        } else if r.raw["request"].get("tools").is_some()
+            || r.raw["request"].get("functions").is_some()
+        {
             "tools, text answer"
         } else {
             "text"
         };
         let diff = rep - computed;
         if std::env::var_os("USAGETAP_VERBOSE").is_some() && !(0..=1).contains(&diff) {
-            let rf = r.raw["request"]["response_format"]["type"].as_str().unwrap_or("-");
+            let rf = r.raw["request"]["response_format"]["type"]
+                .as_str()
+                .unwrap_or("-");
             let stop = r.raw["request"].get("stop").is_some();
-            eprintln!("MISS {category} diff {diff} rf {rf} stop {stop} n {} {model} {}", rec.choices.len(), r.id);
+            eprintln!(
+                "MISS {category} diff {diff} rf {rf} stop {stop} n {} {model} {}",
+                rec.choices.len(),
+                r.id
+            );
         }
-        rates.entry((common::family(&model).to_owned(), kind, category)).or_default().add(diff);
-        totals.entry(if category == "text" { if r.stream { "text/stream" } else { "text/json" } } else { category })
+        rates
+            .entry((common::family(&model).to_owned(), kind, category))
+            .or_default()
+            .add(diff);
+        totals
+            .entry(if category == "text" {
+                if r.stream {
+                    "text/stream"
+                } else {
+                    "text/json"
+                }
+            } else {
+                category
+            })
             .or_default()
             .add(diff);
     }
-    println!("{:<14} {:<7} {:<20} {:>5} {:>8} {:>10}", "family", "body", "category", "N", "exact%", "within1%");
+    println!(
+        "{:<14} {:<7} {:<20} {:>5} {:>8} {:>10}",
+        "family", "body", "category", "N", "exact%", "within1%"
+    );
     for ((fam, kind, cat), r) in &rates {
         println!(
             "{fam:<14} {kind:<7} {cat:<20} {:>5} {:>8.1} {:>10.1}",
@@ -152,7 +218,8 @@ fn computed_completion_rates() {
     }
     println!();
     print_totals("TOTAL ", &totals);
-    let pin = |cat: &str, n: usize, exact: usize, within: usize| pin(&totals, cat, n, exact, within);
+    let pin =
+        |cat: &str, n: usize, exact: usize, within: usize| pin(&totals, cat, n, exact, within);
     pin("text/json", 1216, 1040, 1192);
     pin("text/stream", 75, 67, 74);
     pin("tool calls", 327, 263, 316);
@@ -179,18 +246,34 @@ fn computed_rates_for_other_endpoints() {
         match r.endpoint.as_str() {
             "embeddings" => {
                 let rep = u["prompt_tokens"].as_u64().expect("prompt_tokens") as i64;
-                rates.entry("embeddings input").or_default().add(rep - c.prompt_tokens.unwrap_or(0) as i64);
+                rates
+                    .entry("embeddings input")
+                    .or_default()
+                    .add(rep - c.prompt_tokens.unwrap_or(0) as i64);
             }
             "completions" => {
                 let rep = rec.completion_tokens as i64;
-                rates.entry("completions output").or_default().add(rep - c.completion_tokens as i64);
+                rates
+                    .entry("completions output")
+                    .or_default()
+                    .add(rep - c.completion_tokens as i64);
                 let rep = rec.prompt_tokens as i64;
-                rates.entry("completions prompt").or_default().add(rep - c.prompt_tokens.unwrap_or(0) as i64);
+                rates
+                    .entry("completions prompt")
+                    .or_default()
+                    .add(rep - c.prompt_tokens.unwrap_or(0) as i64);
             }
             "responses" if !reasoning && !r.response.contains("\"function_call\"") => {
                 let rep = rec.completion_tokens as i64;
-                let key = if r.stream { "responses output, stream" } else { "responses output, json" };
-                rates.entry(key).or_default().add(rep - c.completion_tokens as i64);
+                let key = if r.stream {
+                    "responses output, stream"
+                } else {
+                    "responses output, json"
+                };
+                rates
+                    .entry(key)
+                    .or_default()
+                    .add(rep - c.completion_tokens as i64);
             }
             _ => {}
         }

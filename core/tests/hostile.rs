@@ -13,8 +13,8 @@ use usagetap::request::Request;
 use usagetap::rewrite::{ensure_include_usage, UsageChunkFilter};
 use usagetap::sse::Framer;
 use usagetap::{
-    json_scan, meter, prompt, wire, Encoding, Endpoint, ErrorKind, Limits, Meter, MeterOptions, Status,
-    UsageRecord,
+    json_scan, meter, prompt, wire, Encoding, Endpoint, ErrorKind, Limits, Meter, MeterOptions,
+    Status, UsageRecord,
 };
 
 mod alloc;
@@ -178,11 +178,17 @@ fn million_nested_arrays() {
     let r = bounded("json: 10^6 nested arrays in a usage value", bound, || {
         meter(big.clone(), b"", &body).expect("meter")
     });
-    assert!(has(&r, "json_too_deep") && r.status == Status::Error, "{r:?}");
+    assert!(
+        has(&r, "json_too_deep") && r.status == Status::Error,
+        "{r:?}"
+    );
     let r = bounded("json: bare 10^6 nested arrays", bound, || {
         meter(big.clone(), b"", &deep).expect("meter")
     });
-    assert!(has(&r, "json_too_deep") && r.status == Status::Error, "{r:?}");
+    assert!(
+        has(&r, "json_too_deep") && r.status == Status::Error,
+        "{r:?}"
+    );
 
     let mut req = b"{\"model\":\"gpt-4o\",\"messages\":".to_vec();
     req.extend_from_slice(&deep);
@@ -572,9 +578,18 @@ fn base64_that_lies_about_image_size() {
     }
     // Under the 1 MiB cap the 8 MiB request is not read at all.
     let req = format!("{{\"model\":\"gpt-4o\",\"messages\":[{{\"role\":\"user\",\"content\":[{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"{}\"}}}}]}}]}}", urls[1]);
-    let r = bounded("request: 8 MiB over a 1 MiB max_body_bytes", meter_bound(&limits()), || {
-        meter(opts(), req.as_bytes(), b"{\"object\":\"chat.completion\",\"choices\":[]}").expect("meter")
-    });
+    let r = bounded(
+        "request: 8 MiB over a 1 MiB max_body_bytes",
+        meter_bound(&limits()),
+        || {
+            meter(
+                opts(),
+                req.as_bytes(),
+                b"{\"object\":\"chat.completion\",\"choices\":[]}",
+            )
+            .expect("meter")
+        },
+    );
     assert!(has(&r, "body_too_large") && has(&r, "request_unparsed"));
 }
 
@@ -584,17 +599,32 @@ fn ten_thousand_images() {
     // 10^4 copies of a real PNG header in data URLs: only `max_images` headers are read.
     let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAoAAAAHgCAIAAAC6s0uzAAAAAElFTkSuQmCC";
     let part = format!("{{\"type\":\"image_url\",\"image_url\":{{\"url\":\"{png}\"}}}}");
-    let req = many("{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[", &part, 10_000, "]}]}");
+    let req = many(
+        "{\"model\":\"gpt-4o\",\"messages\":[{\"role\":\"user\",\"content\":[",
+        &part,
+        10_000,
+        "]}]}",
+    );
     let body = b"{\"object\":\"chat.completion\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"message\":{\"content\":\"ok\"}}]}";
     let mut o = opts();
     o.limits.max_body_bytes = 16 * MIB;
-    let r = bounded("request: 10^4 data-URL images", meter_bound(&limits()) + 3 * req.len(), || {
-        meter(o.clone(), &req, body).expect("meter")
-    });
-    println!("  prompt {} image {:?} flags {:?}", r.prompt_tokens, r.image_tokens, r.flags.names().collect::<Vec<_>>());
+    let r = bounded(
+        "request: 10^4 data-URL images",
+        meter_bound(&limits()) + 3 * req.len(),
+        || meter(o.clone(), &req, body).expect("meter"),
+    );
+    println!(
+        "  prompt {} image {:?} flags {:?}",
+        r.prompt_tokens,
+        r.image_tokens,
+        r.flags.names().collect::<Vec<_>>()
+    );
     assert!(has(&r, "too_many_images") && has(&r, "image_size_unknown"));
     let max = limits().max_images as u64;
-    assert!(r.image_tokens.unwrap() >= max * 425, "the first {max} are sized (425 each)");
+    assert!(
+        r.image_tokens.unwrap() >= max * 425,
+        "the first {max} are sized (425 each)"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ use usagetap::{Meter, MeterOptions, Source};
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-const WORDS: [&str; 8] = [" the", " meter", " counts", " tokens", ",", " exactly", " and", " fast."];
+const WORDS: [&str; 8] = [
+    " the", " meter", " counts", " tokens", ",", " exactly", " and", " fast.",
+];
 
 /// A chat-completions stream of `chunks` text deltas, as OpenAI sends it.
 fn stream(chunks: usize, usage: bool) -> (Vec<u8>, usize) {
@@ -45,7 +47,11 @@ fn peak_heap_follows_the_text_not_the_stream() {
             let name = format!(
                 "{chunks} chunks ({:.1} MiB), {}",
                 body.len() as f64 / MIB as f64,
-                if usage { "usage chunk" } else { "no usage: counted" }
+                if usage {
+                    "usage chunk"
+                } else {
+                    "no usage: counted"
+                }
             );
             let (rec, peak) = measure(&name, || {
                 let mut m = Meter::new(MeterOptions::default());
@@ -54,7 +60,11 @@ fn peak_heap_follows_the_text_not_the_stream() {
                 }
                 m.finish().unwrap()
             });
-            let want = if usage { Source::Reported } else { Source::Computed };
+            let want = if usage {
+                Source::Reported
+            } else {
+                Source::Computed
+            };
             assert_eq!(rec.source, want);
             println!(
                 "  stream {:>9} B  text {:>8} B  peak {:>9} B  peak/text {:>5.2}  peak/stream {:.4}",
@@ -71,8 +81,15 @@ fn peak_heap_follows_the_text_not_the_stream() {
         // The text is kept (a vector, up to twice its length) in case no usage arrives; one
         // event's bytes are borrowed from the piece. Counting adds the tokenizer's work on the
         // text, a bounded multiple of it for ordinary prose.
-        let bound = if usage { 2 * text + 64 * 1024 } else { 16 * text + 256 * 1024 };
+        let bound = if usage {
+            2 * text + 64 * 1024
+        } else {
+            16 * text + 256 * 1024
+        };
         assert!(peak <= bound, "peak {peak} over {bound} (text {text})");
-        assert!(peak < stream / 4, "peak {peak} not well below the stream's {stream} bytes");
+        assert!(
+            peak < stream / 4,
+            "peak {peak} not well below the stream's {stream} bytes"
+        );
     }
 }

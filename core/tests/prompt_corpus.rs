@@ -141,8 +141,7 @@ fn responses_category(q: &Value) -> &'static str {
     let format = q.pointer("/text/format/type").and_then(Value::as_str);
     let function_tools = q.get("tools").and_then(Value::as_array).is_some_and(|t| {
         !t.is_empty()
-            && t
-                .iter()
+            && t.iter()
                 .all(|t| t.get("type").and_then(Value::as_str) == Some("function"))
     });
     if truthy(q.get("prompt")) {
@@ -254,7 +253,12 @@ fn model_of(r: &Value) -> String {
 
 /// For a record of `endpoint` with a reported count at `usage`: that count, the model, its
 /// encoding and the computed prompt.
-fn computed(r: &Value, endpoint: &str, usage: &str, ep: Endpoint) -> Option<(u64, String, Encoding, prompt::PromptCount)> {
+fn computed(
+    r: &Value,
+    endpoint: &str,
+    usage: &str,
+    ep: Endpoint,
+) -> Option<(u64, String, Encoding, prompt::PromptCount)> {
     if r["endpoint"] != endpoint {
         return None;
     }
@@ -273,7 +277,12 @@ fn chat_prompt_tokens_match_reported() {
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     let mut image_tokens_seen = false;
     for r in corpus() {
-        let Some((reported, model, enc, c)) = computed(&r, "chat.completions", "/reported_usage/prompt_tokens", Endpoint::ChatCompletions) else {
+        let Some((reported, model, enc, c)) = computed(
+            &r,
+            "chat.completions",
+            "/reported_usage/prompt_tokens",
+            Endpoint::ChatCompletions,
+        ) else {
             continue;
         };
         let id = r["id"].as_str().unwrap_or("?");
@@ -292,12 +301,21 @@ fn chat_prompt_tokens_match_reported() {
             let history = r["request"]["messages"].as_array().is_some_and(|ms| {
                 ms.iter().any(|m| {
                     truthy(m.get("tool_calls"))
-                        || matches!(m.get("role").and_then(Value::as_str), Some("tool" | "function"))
+                        || matches!(
+                            m.get("role").and_then(Value::as_str),
+                            Some("tool" | "function")
+                        )
                 })
             });
             let flagged = c.flags.contains(Flags::PROMPT_ESTIMATED);
-            assert!(flagged || !history, "{id}: {cat} with tool turns not flagged");
-            assert!(flagged || c.tokens == reported, "{id}: {cat} unflagged and off");
+            assert!(
+                flagged || !history,
+                "{id}: {cat} with tool turns not flagged"
+            );
+            assert!(
+                flagged || c.tokens == reported,
+                "{id}: {cat} unflagged and off"
+            );
         }
         if cat == "json_schema" && !reasoning && c.tokens == reported {
             // Structured outputs are verified: exact records carry no estimate flag.
@@ -348,7 +366,12 @@ fn responses_prompt_tokens_match_reported() {
     let mut rows: BTreeMap<&'static str, Row> = BTreeMap::new();
     let mut image_tokens_seen = false;
     for r in corpus() {
-        let Some((reported, model, _enc, c)) = computed(&r, "responses", "/reported_usage/input_tokens", Endpoint::Responses) else {
+        let Some((reported, model, _enc, c)) = computed(
+            &r,
+            "responses",
+            "/reported_usage/input_tokens",
+            Endpoint::Responses,
+        ) else {
             continue;
         };
         let id = r["id"].as_str().unwrap_or("?");
@@ -368,7 +391,10 @@ fn responses_prompt_tokens_match_reported() {
             // o-series models and other choices stay estimated.
             let choice = r["request"].get("tool_choice");
             let o_series = reasoning_framing(&model) && !model.starts_with("gpt-5");
-            if o_series || !matches!(choice, None | Some(Value::Null)) && choice != Some(&Value::from("auto")) {
+            if o_series
+                || !matches!(choice, None | Some(Value::Null))
+                    && choice != Some(&Value::from("auto"))
+            {
                 assert!(
                     c.flags.contains(Flags::PROMPT_ESTIMATED),
                     "{id}: {cat} not flagged"

@@ -38,13 +38,22 @@ fn one_byte_pieces_give_the_same_record_for_every_stream() {
 
 #[test]
 fn json_bodies_split_anywhere_give_the_same_record() {
-    let recs: Vec<_> = common::load().into_iter().filter(|r| !r.stream).take(300).collect();
+    let recs: Vec<_> = common::load()
+        .into_iter()
+        .filter(|r| !r.stream)
+        .take(300)
+        .collect();
     for r in &recs {
         let body = r.response.as_bytes();
         let whole = record(&r.request, &[body], false);
         for step in [1usize, 3, 64] {
             let pieces: Vec<&[u8]> = body.chunks(step).collect();
-            assert_eq!(record(&r.request, &pieces, false), whole, "{} step {step}", r.id);
+            assert_eq!(
+                record(&r.request, &pieces, false),
+                whole,
+                "{} step {step}",
+                r.id
+            );
         }
     }
 }

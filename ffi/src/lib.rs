@@ -268,7 +268,10 @@ impl usagetap_meter {
 
     fn finish(&mut self) -> Result<&Done, Failure> {
         let record = self.meter.finish()?;
-        Ok(self.done.insert(Done { record, json: std::sync::OnceLock::new() }))
+        Ok(self.done.insert(Done {
+            record,
+            json: std::sync::OnceLock::new(),
+        }))
     }
 }
 

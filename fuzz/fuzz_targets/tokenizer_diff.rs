@@ -8,7 +8,9 @@ use libfuzzer_sys::fuzz_target;
 use usagetap::Encoding;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, data)) = data.split_first() else { return };
+    let Some((&mode, data)) = data.split_first() else {
+        return;
+    };
     let s = match std::str::from_utf8(data) {
         Ok(s) => s,
         // Invalid UTF-8: count the longest valid prefix.
@@ -23,10 +25,17 @@ fuzz_target!(|data: &[u8]| {
     };
     let cases = [
         (Encoding::O200kBase, tiktoken_rs::o200k_base_singleton()),
-        (Encoding::O200kHarmony, tiktoken_rs::o200k_harmony_singleton()),
+        (
+            Encoding::O200kHarmony,
+            tiktoken_rs::o200k_harmony_singleton(),
+        ),
         (Encoding::Cl100kBase, tiktoken_rs::cl100k_base_singleton()),
     ];
     for (enc, bpe) in cases {
-        assert_eq!(enc.count(s), bpe.encode_ordinary(s).len(), "{enc} differs on {s:?}");
+        assert_eq!(
+            enc.count(s),
+            bpe.encode_ordinary(s).len(),
+            "{enc} differs on {s:?}"
+        );
     }
 });

@@ -20,8 +20,18 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple}
 
 use usagetap::{Encoding, Endpoint, ErrorKind, MeterOptions};
 
-create_exception!(usagetap, UsagetapError, PyValueError, "Base class of every usagetap error.");
-create_exception!(usagetap, InvalidJsonError, UsagetapError, "Bytes that had to be JSON were not.");
+create_exception!(
+    usagetap,
+    UsagetapError,
+    PyValueError,
+    "Base class of every usagetap error."
+);
+create_exception!(
+    usagetap,
+    InvalidJsonError,
+    UsagetapError,
+    "Bytes that had to be JSON were not."
+);
 create_exception!(
     usagetap,
     InvalidRequestError,
@@ -91,7 +101,9 @@ fn with_kind(err: PyErr, kind: &'static str) -> PyErr {
 
 fn internal_error(what: &str) -> PyErr {
     with_kind(
-        InternalError::new_err(format!("internal error in usagetap ({what}); please report it")),
+        InternalError::new_err(format!(
+            "internal error in usagetap ({what}); please report it"
+        )),
         "internal",
     )
 }
@@ -102,7 +114,8 @@ fn invalid_options(msg: String) -> PyErr {
 
 /// Runs `f` with the interpreter detached, turning a panic into `InternalError`.
 fn run<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f))).map_err(|_| internal_error(what))
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)))
+        .map_err(|_| internal_error(what))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,11 +167,17 @@ fn input<'py>(
             .import("json")?
             .call_method("dumps", (obj,), Some(&kwargs))?;
         let text = text.cast::<PyString>()?;
-        return Ok(Input::Owned(text.to_string_lossy().into_owned().into_bytes()));
+        return Ok(Input::Owned(
+            text.to_string_lossy().into_owned().into_bytes(),
+        ));
     }
     if obj.is_instance_of::<PyMemoryView>() {
-            // One contiguous copy, whatever the view's shape or format.
-        let copied = obj.py().import("builtins")?.getattr("bytes")?.call1((obj,))?;
+        // One contiguous copy, whatever the view's shape or format.
+        let copied = obj
+            .py()
+            .import("builtins")?
+            .getattr("bytes")?
+            .call1((obj,))?;
         return Ok(Input::Bytes(copied.cast_into::<PyBytes>()?));
     }
     let expected = match (allow_dict, allow_none) {
@@ -206,7 +225,9 @@ fn options(
             _ => return Err(invalid_options(format!("unknown limit {name:?}"))),
         };
         if v == 0 {
-            return Err(invalid_options(format!("limits[{name:?}] must be at least 1")));
+            return Err(invalid_options(format!(
+                "limits[{name:?}] must be at least 1"
+            )));
         }
         *slot = usize::try_from(v).unwrap_or(usize::MAX);
     }
@@ -441,7 +462,10 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 fn finished_error() -> PyErr {
-    with_kind(MeterFinishedError::new_err("the meter was already finished"), "finished")
+    with_kind(
+        MeterFinishedError::new_err("the meter was already finished"),
+        "finished",
+    )
 }
 
 impl PyMeter {
@@ -513,7 +537,13 @@ impl PyMeter {
             }
             m
         })?;
-        Ok(PyMeter { state: Mutex::new(State { meter: Some(meter), record: None, broken: false }) })
+        Ok(PyMeter {
+            state: Mutex::new(State {
+                meter: Some(meter),
+                record: None,
+                broken: false,
+            }),
+        })
     }
 
     /// Feeds the next piece of the response body (any split, any size).
@@ -607,7 +637,11 @@ fn py_meter(
 /// counted as ordinary text: `<|endoftext|>` and the like are plain text, never an error.
 #[pyfunction]
 #[pyo3(name = "count_tokens", signature = (text, model=None))]
-fn py_count_tokens(py: Python<'_>, text: &Bound<'_, PyString>, model: Option<String>) -> PyResult<usize> {
+fn py_count_tokens(
+    py: Python<'_>,
+    text: &Bound<'_, PyString>,
+    model: Option<String>,
+) -> PyResult<usize> {
     let text: Cow<'_, str> = text.to_string_lossy();
     let text: &str = &text;
     let model = model.unwrap_or_default();
@@ -641,7 +675,9 @@ fn py_count_prompt(
             .or_else(|| req.model.as_deref().map(str::to_owned))
             .unwrap_or_default();
         let encoding = Encoding::for_model(&model).unwrap_or(Encoding::O200kBase);
-        let endpoint = endpoint.or_else(|| req.endpoint()).unwrap_or(Endpoint::ChatCompletions);
+        let endpoint = endpoint
+            .or_else(|| req.endpoint())
+            .unwrap_or(Endpoint::ChatCompletions);
         Ok::<u64, usagetap::Error>(usagetap::prompt::count(&req, endpoint, &model, encoding).tokens)
     })?;
     Ok(counted.map_err(CoreError)?)
@@ -734,10 +770,16 @@ fn py_meter_envelope(
 /// hex (the same id `meter_envelope` and the other faces give).
 #[pyfunction]
 #[pyo3(name = "consumer_id", signature = (key, *, secret))]
-fn py_consumer_id(py: Python<'_>, key: &Bound<'_, PyString>, secret: &Bound<'_, PyAny>) -> PyResult<String> {
+fn py_consumer_id(
+    py: Python<'_>,
+    key: &Bound<'_, PyString>,
+    secret: &Bound<'_, PyAny>,
+) -> PyResult<String> {
     let secret = secret_bytes(secret)?;
     let key = key.to_string_lossy().into_owned();
-    run(py, "consumer_id", || usagetap::adapters::ConsumerHasher::new(&secret).hash(&key))
+    run(py, "consumer_id", || {
+        usagetap::adapters::ConsumerHasher::new(&secret).hash(&key)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -802,7 +844,11 @@ fn py_ensure_include_usage(py: Python<'_>, body: &Bound<'_, PyAny>) -> PyResult<
         (None, Input::Bytes(b)) => b,
         (None, other) => PyBytes::new(py, other.as_slice()),
     };
-    Ok(PyRewriteResult { body: body.unbind(), changed, client_asked })
+    Ok(PyRewriteResult {
+        body: body.unbind(),
+        changed,
+        client_asked,
+    })
 }
 
 /// The mutable state of a usage-chunk filter, locked only while detached (as for `Meter`).
@@ -870,18 +916,31 @@ impl PyUsageChunkFilter {
     #[new]
     #[pyo3(signature = (max_event_bytes=8388608))]
     fn new(max_event_bytes: i64) -> PyResult<Self> {
-        let max = usize::try_from(max_event_bytes).ok().filter(|m| *m > 0).ok_or_else(|| {
-            invalid_options(format!("max_event_bytes must be a positive int, not {max_event_bytes}"))
-        })?;
+        let max = usize::try_from(max_event_bytes)
+            .ok()
+            .filter(|m| *m > 0)
+            .ok_or_else(|| {
+                invalid_options(format!(
+                    "max_event_bytes must be a positive int, not {max_event_bytes}"
+                ))
+            })?;
         let filter = usagetap::rewrite::UsageChunkFilter::new(max);
         Ok(PyUsageChunkFilter {
-            state: Mutex::new(FilterState { filter, finished: false, broken: false }),
+            state: Mutex::new(FilterState {
+                filter,
+                finished: false,
+                broken: false,
+            }),
         })
     }
 
     /// Filters the next piece of the stream (any split) and returns the bytes to send to the
     /// client now (often fewer than fed, or none: an event is held until its blank line).
-    fn feed<'py>(&self, py: Python<'py>, chunk: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    fn feed<'py>(
+        &self,
+        py: Python<'py>,
+        chunk: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
         let chunk = input(chunk, "chunk", false, false)?;
         let out = self.step(py, "UsageChunkFilter.feed", Some(chunk.as_slice()))?;
         Ok(PyBytes::new(py, &out))
@@ -915,7 +974,10 @@ impl PyUsageChunkFilter {
         } else {
             "open"
         };
-        format!("<usagetap.UsageChunkFilter {state} removed={}>", st.filter.removed())
+        format!(
+            "<usagetap.UsageChunkFilter {state} removed={}>",
+            st.filter.removed()
+        )
     }
 }
 
@@ -925,7 +987,9 @@ impl PyUsageChunkFilter {
 #[pyo3(name = "_panic_for_tests")]
 fn py_panic_for_tests(py: Python<'_>) -> PyResult<()> {
     // `resume_unwind` unwinds like a panic without running the panic hook (no stderr noise).
-    run(py, "_panic_for_tests", || std::panic::resume_unwind(Box::new("deliberate panic")))
+    run(py, "_panic_for_tests", || {
+        std::panic::resume_unwind(Box::new("deliberate panic"))
+    })
 }
 
 #[pymodule(gil_used = false)]

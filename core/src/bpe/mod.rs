@@ -34,6 +34,8 @@ pub(crate) fn count(pattern: Pattern, text: &str) -> usize {
     };
     let mut scratch = table::Scratch::default();
     let mut total = 0;
-    split::split(pattern, text, |piece| total += table.count_piece(piece, &mut scratch));
+    split::split(pattern, text, |piece| {
+        total += table.count_piece(piece, &mut scratch)
+    });
     total
 }

@@ -1,8 +1,8 @@
 //! Rank lookup in the build-time hash tables, and the byte-pair merge that counts the tokens of
 //! one piece.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 include!("hash.rs");
 
@@ -53,7 +53,9 @@ impl Table {
         let key = load8(b);
         // The table is at most half full, so the probe meets an empty slot.
         loop {
-            let Some(s) = self.slots.get(i * SLOT..i * SLOT + SLOT) else { return NONE };
+            let Some(s) = self.slots.get(i * SLOT..i * SLOT + SLOT) else {
+                return NONE;
+            };
             let word = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
             if word == EMPTY {
                 return NONE;
@@ -145,7 +147,11 @@ impl Table {
         let mut initial = std::mem::take(heap).into_vec();
         initial.clear();
         for i in 0..n {
-            let r = if i + 1 < n { self.rank(&p[i..i + 2]) } else { NONE };
+            let r = if i + 1 < n {
+                self.rank(&p[i..i + 2])
+            } else {
+                NONE
+            };
             pair.push(r);
             if r != NONE {
                 initial.push(Reverse((r, i)));
@@ -166,7 +172,11 @@ impl Table {
             }
             pair[j] = NONE;
             parts -= 1;
-            pair[i] = if k < n { self.rank(&p[i..next[k]]) } else { NONE };
+            pair[i] = if k < n {
+                self.rank(&p[i..next[k]])
+            } else {
+                NONE
+            };
             if pair[i] != NONE {
                 heap.push(Reverse((pair[i], i)));
             }

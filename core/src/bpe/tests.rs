@@ -36,7 +36,10 @@ pub(crate) fn assert_same_pieces(text: &str) {
             static RE: [fancy_regex::Regex; 2] = [reference(Pattern::O200k), reference(Pattern::Cl100k)];
         }
         let t: Vec<String> = RE.with(|re| {
-            theirs(&re[(pattern == Pattern::Cl100k) as usize], text).into_iter().map(str::to_owned).collect()
+            theirs(&re[(pattern == Pattern::Cl100k) as usize], text)
+                .into_iter()
+                .map(str::to_owned)
+                .collect()
         });
         let o = ours(pattern, text);
         assert_eq!(o, t, "{pattern:?} pieces differ on {text:?}");
@@ -52,7 +55,10 @@ fn classes_equal_the_regex_engines_on_every_code_point() {
         (r"^\p{N}$", unicode::N),
         (r"^\s$", unicode::S),
     ];
-    let res: Vec<(regex::Regex, u8)> = classes.iter().map(|(p, b)| (regex::Regex::new(p).unwrap(), *b)).collect();
+    let res: Vec<(regex::Regex, u8)> = classes
+        .iter()
+        .map(|(p, b)| (regex::Regex::new(p).unwrap(), *b))
+        .collect();
     let mut buf = [0u8; 4];
     let mut n = 0;
     for c in (0..=0x10FFFFu32).filter_map(char::from_u32) {
@@ -60,7 +66,12 @@ fn classes_equal_the_regex_engines_on_every_code_point() {
         let (cls, len) = unicode::at(s.as_bytes(), 0);
         assert_eq!(len, s.len());
         for (re, bit) in &res {
-            assert_eq!(re.is_match(s), cls & bit != 0, "U+{:04X} class {bit}", c as u32);
+            assert_eq!(
+                re.is_match(s),
+                cls & bit != 0,
+                "U+{:04X} class {bit}",
+                c as u32
+            );
         }
         n += 1;
     }
@@ -90,13 +101,67 @@ fn contraction_letters_fold_as_the_regex_engine_folds() {
 #[test]
 fn tricky_pieces_equal_the_reference() {
     let cases = [
-        "", " ", "  ", "a", "Hello, world!", "don't DON'T Don'T we'll WE'LL I'm I'M you're YOU'VE he'd",
-        "'s 's 'S x'S x'sa x'ſ", "  hello  world  ", "a\n\nb", "a \n \n b", "a\r\n\r\nb", "\n\n", "  \n  ",
-        "x  ", "x \t ", "1234567", "١٢٣٤٥", "12a34", "a1b2", " 123", "  123", "!!!", " !!!\n\n/", "a//b\n/",
-        "\u{a0}hello", "\u{a0}\u{a0}x", "x\u{a0}", "e\u{301}", "\u{301}A", "\u{301}Ab", "AB\u{301}c", "ǅungla",
-        "ǅǅ", "ªAAA", "AªA", "HELLOworld", "helloWORLD", "東京タワー", "😀😀 😀", " 😀!", "مرحبا بالعالم", "שָׁלוֹם",
-        "<|endoftext|>", "__init__", "a\u{2028}b", "\u{3000}x", "  \u{3000}", "\u{85}\u{85}", "\t\t\n\t",
-        "x'\u{301}", "Σίσυφος", "ǈǉǊ", "ⅫⅫ", "x\r", "\r", "\r\r\n x", "'", "''", "' ", "a'", "a'll've",
+        "",
+        " ",
+        "  ",
+        "a",
+        "Hello, world!",
+        "don't DON'T Don'T we'll WE'LL I'm I'M you're YOU'VE he'd",
+        "'s 's 'S x'S x'sa x'ſ",
+        "  hello  world  ",
+        "a\n\nb",
+        "a \n \n b",
+        "a\r\n\r\nb",
+        "\n\n",
+        "  \n  ",
+        "x  ",
+        "x \t ",
+        "1234567",
+        "١٢٣٤٥",
+        "12a34",
+        "a1b2",
+        " 123",
+        "  123",
+        "!!!",
+        " !!!\n\n/",
+        "a//b\n/",
+        "\u{a0}hello",
+        "\u{a0}\u{a0}x",
+        "x\u{a0}",
+        "e\u{301}",
+        "\u{301}A",
+        "\u{301}Ab",
+        "AB\u{301}c",
+        "ǅungla",
+        "ǅǅ",
+        "ªAAA",
+        "AªA",
+        "HELLOworld",
+        "helloWORLD",
+        "東京タワー",
+        "😀😀 😀",
+        " 😀!",
+        "مرحبا بالعالم",
+        "שָׁלוֹם",
+        "<|endoftext|>",
+        "__init__",
+        "a\u{2028}b",
+        "\u{3000}x",
+        "  \u{3000}",
+        "\u{85}\u{85}",
+        "\t\t\n\t",
+        "x'\u{301}",
+        "Σίσυφος",
+        "ǈǉǊ",
+        "ⅫⅫ",
+        "x\r",
+        "\r",
+        "\r\r\n x",
+        "'",
+        "''",
+        "' ",
+        "a'",
+        "a'll've",
     ];
     for c in cases {
         assert_same_pieces(c);
@@ -107,7 +172,8 @@ fn tricky_pieces_equal_the_reference() {
 fn small_and_heap_merges_agree() {
     let texts = [
         "abcdefghijklmnopqrstuvwxyz".repeat(9),
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+            .into(),
         "東京タワーの夜景はきれいです".repeat(5),
         "🙂🙃😀".repeat(20),
         "_-_=".repeat(40),
@@ -121,7 +187,11 @@ fn small_and_heap_merges_agree() {
                 for start in [0, 1, 5] {
                     if start + len <= b.len() {
                         let p = &b[start..start + len];
-                        assert_eq!(table.merge_small(p, &mut s), table.merge_heap(p, &mut s), "{p:?}");
+                        assert_eq!(
+                            table.merge_small(p, &mut s),
+                            table.merge_heap(p, &mut s),
+                            "{p:?}"
+                        );
                     }
                 }
             }
@@ -132,8 +202,16 @@ fn small_and_heap_merges_agree() {
 #[test]
 fn tables_hold_every_token_of_the_reference() {
     let pairs = [
-        (&tables::O200K, tiktoken_rs::o200k_base_singleton(), tables::O200K_TOKENS),
-        (&tables::CL100K, tiktoken_rs::cl100k_base_singleton(), tables::CL100K_TOKENS),
+        (
+            &tables::O200K,
+            tiktoken_rs::o200k_base_singleton(),
+            tables::O200K_TOKENS,
+        ),
+        (
+            &tables::CL100K,
+            tiktoken_rs::cl100k_base_singleton(),
+            tables::CL100K_TOKENS,
+        ),
     ];
     for (table, bpe, n) in pairs {
         for r in 0..n as u32 {
@@ -168,4 +246,3 @@ mod generated {
         }
     }
 }
-

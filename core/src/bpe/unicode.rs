@@ -22,7 +22,10 @@ pub(crate) fn class(cp: u32) -> u8 {
         Some(s) => u16::from_le_bytes([s[0], s[1]]) as usize,
         None => return 0,
     };
-    STAGE2.get(id * 256 + (cp & 0xFF) as usize).copied().unwrap_or(0)
+    STAGE2
+        .get(id * 256 + (cp & 0xFF) as usize)
+        .copied()
+        .unwrap_or(0)
 }
 
 /// Class bits and UTF-8 length of the character starting at byte `i` of `b`, which must be
@@ -49,6 +52,9 @@ fn decode(b: &[u8], i: usize) -> (u32, usize) {
     } else if x < 0xF0 {
         (((x & 0x0F) << 12) | (byte(1) << 6) | byte(2), 3)
     } else {
-        (((x & 0x07) << 18) | (byte(1) << 12) | (byte(2) << 6) | byte(3), 4)
+        (
+            ((x & 0x07) << 18) | (byte(1) << 12) | (byte(2) << 6) | byte(3),
+            4,
+        )
     }
 }

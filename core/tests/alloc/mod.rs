@@ -104,4 +104,3 @@ pub fn bounded<T>(name: &str, bound: usize, f: impl FnOnce() -> T) -> T {
     );
     out
 }
-

@@ -28,8 +28,12 @@ pub fn corpus_path() -> std::path::PathBuf {
 /// test that silently passes without its data would prove nothing.
 pub fn load() -> Vec<Rec> {
     let path = corpus_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("corpus {} not readable ({e}); set USAGETAP_CORPUS", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "corpus {} not readable ({e}); set USAGETAP_CORPUS",
+            path.display()
+        )
+    });
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
@@ -59,7 +63,10 @@ pub fn family(model: &str) -> &'static str {
         "gpt-4o"
     } else if m.starts_with("gpt-4.1") {
         "gpt-4.1"
-    } else if m.starts_with("gpt-4-turbo") || m.starts_with("gpt-4-1106") || m.starts_with("gpt-4-0125") {
+    } else if m.starts_with("gpt-4-turbo")
+        || m.starts_with("gpt-4-1106")
+        || m.starts_with("gpt-4-0125")
+    {
         "gpt-4-turbo"
     } else if m.starts_with("gpt-4") {
         "gpt-4"
