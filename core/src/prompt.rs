@@ -72,9 +72,10 @@
 //! o-series tools with tool calls in the history or another `tool_choice`, gpt-5 tools without a
 //! system message or with another `tool_choice`, parallel calls left unanswered or answered with
 //! non-ASCII text, content parts other than text and images, `prediction`, non-function tools,
-//! assistant refusals, a `name` on an assistant message with tool calls, function schemas with a top-level `description`, a
-//! top-level `title` over uncommented properties (or any on the Responses API), or arrays of
-//! objects holding arrays or type lists (`unverified_schema`), and on the Responses API:
+//! assistant refusals, a `name` on an assistant message with tool calls, function schemas with a
+//! top-level `description`, a top-level `title` over uncommented properties (or any on the
+//! Responses API), arrays of objects holding arrays or type lists, or property titles on the
+//! June 2023 snapshots (`unverified_schema`), and on the Responses API:
 //! o-series tools (3 more, one repository), `tool_choice` other than `auto`, `tools: []`,
 //! `function_call` items before gpt-5.4 (2 less each than the chat rendering on non-reasoning
 //! models: DataDog, fantasy, Mirascope; a single call sent back with its `id` and `status` 3
@@ -896,7 +897,10 @@ fn tool_section(req: &Request<'_>, c: &mut Counter<'_>) -> Option<String> {
     }
     c.total -= 1;
     c.total -= list.iter().filter(|f| no_property_comments(f)).count() as i64;
-    if list.iter().any(|f| unverified_schema(f, c.responses)) {
+    if list
+        .iter()
+        .any(|f| unverified_schema(f, c.responses, c.model))
+    {
         c.estimated();
     }
     c.total += tool_choice_tokens(req, c);
@@ -948,8 +952,12 @@ fn tool_choice_tokens(req: &Request<'_>, c: &mut Counter<'_>) -> i64 {
 ///   same SDK's March 2025 recordings with titled schemas (DataDog, logfire) cost about 216
 ///   more, unexplained;
 /// - an array of objects whose item properties hold an array or a type list: the one such schema
-///   (crewAI planning, 11 records) costs 32 more than its rendering.
-fn unverified_schema(f: &Value, responses: bool) -> bool {
+///   (crewAI planning, 11 records) costs 32 more than its rendering;
+/// - a property `title` on a June 2023 snapshot ([`june_2023_snapshot`]): titles are exact on
+///   gpt-3.5-turbo-0125, gpt-4-1106-preview, gpt-4-0125-preview and every later model, but the
+///   one titled schema sent to gpt-4-0613 (langchaingo, 2 records) costs 10 and 13 less than
+///   its rendering; the untitled schema sent to gpt-4-0613 (dd-trace-js) is exact.
+fn unverified_schema(f: &Value, responses: bool, model: &str) -> bool {
     let Some(params) = f.get("parameters") else {
         return false;
     };
@@ -957,6 +965,29 @@ fn unverified_schema(f: &Value, responses: bool) -> bool {
     non_empty_str(params.get("description")).is_some()
         || (titled && (responses || no_property_comments(f)))
         || nested_array_items(params, 0)
+        || (june_2023_snapshot(model) && property_titles(params, 0))
+}
+
+/// Whether `model` is, or may resolve to, one of the June 2023 snapshots that introduced
+/// function calling: a `-0613` model (`gpt-4-0613`, `gpt-3.5-turbo-16k-0613`, fine-tunes of
+/// them), or the `gpt-4` / `gpt-4-32k` names, which resolve to a 0613 snapshot on OpenAI and may
+/// on Azure.
+fn june_2023_snapshot(model: &str) -> bool {
+    let m = model.trim().to_ascii_lowercase();
+    let m = m.strip_prefix("ft:").unwrap_or(&m);
+    m.contains("-0613") || m == "gpt-4" || m == "gpt-4-32k"
+}
+
+/// Whether any property of `schema`, at any depth, carries a non-empty `title`.
+fn property_titles(schema: &Value, depth: usize) -> bool {
+    if depth > MAX_SCHEMA_DEPTH {
+        return false;
+    }
+    properties(schema)
+        .any(|p| non_empty_str(p.get("title")).is_some() || property_titles(p, depth + 1))
+        || schema
+            .get("items")
+            .is_some_and(|i| property_titles(i, depth + 1))
 }
 
 /// Whether `schema` holds, at any depth, an array of objects whose item properties include an
@@ -1938,6 +1969,26 @@ type ping = () => any;\n\n\
             .contains(Flags::PROMPT_ESTIMATED));
         let flat = nested.replace(r#"["string","null"]"#, r#""string""#);
         assert!(chat_count(&flat, "gpt-4o", e).flags.is_empty());
+        // Property titles, nested ones included: verified from gpt-3.5-turbo-0125 on, an
+        // estimate on the June 2023 snapshots and on the `gpt-4` name that resolves to one.
+        let titled_prop = flat.replace(r#""type":"string""#, r#""title":"Tool","type":"string""#);
+        let cl = Encoding::Cl100kBase;
+        for model in ["gpt-4-0125-preview", "gpt-3.5-turbo-0125", "gpt-4-turbo"] {
+            assert!(
+                chat_count(&titled_prop, model, cl).flags.is_empty(),
+                "{model}"
+            );
+        }
+        for model in [
+            "gpt-4-0613",
+            "gpt-4",
+            "gpt-3.5-turbo-16k-0613",
+            "ft:gpt-4-0613:org::x",
+        ] {
+            let c = chat_count(&titled_prop, model, cl);
+            assert!(c.flags.contains(Flags::PROMPT_ESTIMATED), "{model}");
+            assert!(chat_count(&flat, model, cl).flags.is_empty(), "{model}");
+        }
     }
 
     #[test]
