@@ -290,11 +290,16 @@ impl Meter {
             .collect();
 
         let computed = if compute {
+            let mut cflags = Flags(
+                (acc.flags.0 & Flags::TEXT_LIMIT_REACHED.0)
+                    | (self.request_flags.0 & Flags::REQUEST_UNPARSED.0),
+            );
             let parsed = self.request.as_deref().map(Request::parse);
             let req = match &parsed {
                 Some(Ok(r)) => Some(r),
                 Some(Err(_)) => {
                     flags.insert(Flags::REQUEST_UNPARSED);
+                    cflags.insert(Flags::REQUEST_UNPARSED);
                     None
                 }
                 None => None,
@@ -307,6 +312,7 @@ impl Meter {
                 completion += n;
                 if c.tools.len() > 1 || (endpoint == Endpoint::Responses && !c.tools.is_empty()) {
                     flags.insert(Flags::COMPLETION_ESTIMATED);
+                    cflags.insert(Flags::COMPLETION_ESTIMATED);
                 }
             }
             let (prompt_tokens, image_tokens) = match req {
@@ -316,6 +322,7 @@ impl Meter {
                     if rep_prompt.is_none() {
                         flags.insert(p.flags);
                     }
+                    cflags.insert(p.flags);
                     (Some(p.tokens), p.image_tokens)
                 }
                 None => (None, None),
@@ -324,6 +331,7 @@ impl Meter {
                 prompt_tokens,
                 completion_tokens: completion,
                 image_tokens,
+                flags: cflags,
             })
         } else {
             None
@@ -1495,6 +1503,35 @@ mod tests {
             n += 1;
         }
         assert!(n > 500);
+    }
+
+    /// The record's flags describe the billed counts; `computed.flags` says which computed
+    /// count is an estimate, also when reported usage is what is billed.
+    #[test]
+    fn computed_counts_carry_their_own_flags() {
+        let req = br#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"What is it?"},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}"#;
+        let reply = r#"{"id":"c","object":"chat.completion","model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"A cat."},"finish_reason":"stop"}]USAGE}"#;
+        let prompt_notes = Flags::IMAGE_SIZE_UNKNOWN | Flags::IMAGE_TOKENS_ESTIMATED;
+        let mut o = MeterOptions::default();
+        o.reconcile = true;
+        let usage = r#","usage":{"prompt_tokens":300,"completion_tokens":3,"total_tokens":303}"#;
+        let billed = meter(o.clone(), req, reply.replace("USAGE", usage).as_bytes()).unwrap();
+        assert!(billed.flags.is_empty(), "{:?}", billed.flags);
+        let c = billed.computed.expect("reconciled");
+        assert!(c.flags.contains(prompt_notes), "{:?}", c.flags);
+        let json = serde_json::to_value(&c).unwrap();
+        assert!(json["flags"]
+            .as_array()
+            .unwrap()
+            .contains(&"image_size_unknown".into()));
+        // Without usage the same notes are on the record as well.
+        let computed = meter(o.clone(), req, reply.replace("USAGE", "").as_bytes()).unwrap();
+        assert!(computed.flags.contains(prompt_notes));
+        assert_eq!(computed.computed.unwrap().flags, c.flags);
+        // An unreadable request: noted on both.
+        let bad = meter(o, b"{", reply.replace("USAGE", usage).as_bytes()).unwrap();
+        assert!(bad.flags.contains(Flags::REQUEST_UNPARSED));
+        assert_eq!(bad.computed.unwrap().flags, Flags::REQUEST_UNPARSED);
     }
 
     /// Usage chunks take the fast path, reading `usage` with the full decoder's type; odd

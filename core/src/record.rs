@@ -286,6 +286,12 @@ pub struct ComputedUsage {
     /// Image tokens inside `prompt_tokens` (estimates), when the request had images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_tokens: Option<u64>,
+    /// Notes on these counts alone, whether or not they are the ones billed: the prompt's
+    /// (`prompt_estimated`, `image_size_unknown`, `image_tokens_estimated`, `too_many_images`,
+    /// `request_unparsed`) and the completion's (`completion_estimated`, `text_limit_reached`).
+    /// The record's own `flags` describe the billed counts, so with reported usage and
+    /// reconciliation only this set says which computed count is an estimate.
+    pub flags: Flags,
 }
 
 /// One choice of the response.

@@ -106,7 +106,7 @@ def test_options_reach_the_core(chat: Record, stream: Record) -> None:
     rec = usagetap.meter(None, chat["response_body"], deployment="chat-prod", endpoint="/openai/deployments/chat-prod/chat/completions?api-version=2024-10-21")
     assert rec.deployment == "chat-prod" and rec.endpoint == "chat.completions"
     rec = usagetap.meter(stream["request"], stream["response_body"], reconcile=True)
-    assert rec.computed is not None
+    assert rec.computed is not None and isinstance(rec.computed["flags"], list)
     # A deployment map resolves an unknown model name.
     body = (
         'data: {"id":"c","object":"chat.completion.chunk","model":"my-deploy","choices":[{"index":0,"delta":{"content":"Hello there"}}]}\n\n'
