@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
     for (model, enc) in [
         ("gpt-4o", Encoding::O200kBase),
         ("gpt-3.5-turbo", Encoding::Cl100kBase),
+        ("gpt-4-0613", Encoding::Cl100kBase),
         ("o3-mini", Encoding::O200kBase),
     ] {
         let p = prompt::count(&req, ep, model, enc);
