@@ -2,13 +2,15 @@
 //!
 //! `usagetap meter [--reconcile] [--feed-chunk N] [FILE]` reads JSON Lines (stdin without FILE),
 //! each an object with `response_body` (string) and optionally `request` (object or JSON
-//! string), `model`, `deployment`, `id`; it writes one record per line, in order, copying `id`.
+//! string), `model`, `deployment`, `image_sizes` (`{url: [width, height]}`), `id`; it writes one
+//! record per line, in order, copying `id`.
 //! A bad line gives a record with `status: "error"` and an `error` message; the run goes on.
 //! Records go to stdout and nothing else does.
 
 mod chargeback;
 mod lines;
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
@@ -19,7 +21,8 @@ use usagetap::{Encoding, Meter, MeterOptions};
 
 const USAGE: &str = "usage:
   usagetap meter [--reconcile] [--feed-chunk N] [FILE]
-      Meter JSON Lines of exchanges ({\"response_body\": \"...\", \"request\": {...}, \"model\", \"deployment\", \"id\"}).
+      Meter JSON Lines of exchanges ({\"response_body\": \"...\", \"request\": {...}, \"model\", \"deployment\",
+      \"image_sizes\": {\"https://...\": [width, height]}, \"id\"}).
       Writes one usage record per input line to stdout.
 {CHARGEBACK}
   usagetap encoding MODEL...
@@ -136,6 +139,9 @@ struct Line<'a> {
     model: Option<String>,
     #[serde(default)]
     deployment: Option<String>,
+    /// Sizes of images at http(s) URLs, which are never fetched.
+    #[serde(default)]
+    image_sizes: Option<HashMap<String, (u32, u32)>>,
 }
 
 /// One output object: `id` first, then the record's fields (or an error record).
@@ -166,6 +172,9 @@ fn meter_line(line: &[u8], reconcile: bool, feed_chunk: usize) -> Value {
     opts.reconcile = reconcile;
     opts.model = parsed.model;
     opts.deployment = parsed.deployment;
+    for (url, (width, height)) in parsed.image_sizes.unwrap_or_default() {
+        opts.image_size(url, width, height);
+    }
     let mut meter = Meter::new(opts);
     if let Some(req) = parsed.request {
         let raw = req.get();
@@ -260,4 +269,30 @@ fn count_cmd(args: &[String]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_sizes_on_the_line_price_http_images() {
+        let line = |sizes: &str| {
+            format!(
+                r#"{{"id":1,"request":{{"model":"gpt-4o","messages":[{{"role":"user","content":[{{"type":"image_url","image_url":{{"url":"https://x/c.png"}}}}]}}]}},"response_body":"data: [DONE]\n\n"{sizes}}}"#
+            )
+        };
+        let guessed = meter_line(line("").as_bytes(), false, 0);
+        assert_eq!(guessed["image_tokens"], 425, "{guessed}");
+        assert!(guessed["flags"].to_string().contains("image_size_unknown"));
+        let sized = meter_line(
+            line(r#","image_sizes":{"https://x/c.png":[512,512]}"#).as_bytes(),
+            false,
+            0,
+        );
+        assert_eq!(sized["image_tokens"], 255, "{sized}");
+        assert!(!sized["flags"].to_string().contains("image_size_unknown"));
+        let bad = meter_line(line(r#","image_sizes":{"u":[1]}"#).as_bytes(), false, 0);
+        assert_eq!((&bad["id"], &bad["status"]), (&1.into(), &"error".into()));
+    }
 }

@@ -317,8 +317,7 @@ impl Meter {
             }
             let (prompt_tokens, image_tokens) = match req {
                 Some(req) => {
-                    let p =
-                        prompt::count_with(req, endpoint, model_name, encoding, &self.opts.limits);
+                    let p = prompt::count_with(req, endpoint, model_name, encoding, &self.opts);
                     if rep_prompt.is_none() {
                         flags.insert(p.flags);
                     }
@@ -1528,6 +1527,13 @@ mod tests {
         let computed = meter(o.clone(), req, reply.replace("USAGE", "").as_bytes()).unwrap();
         assert!(computed.flags.contains(prompt_notes));
         assert_eq!(computed.computed.unwrap().flags, c.flags);
+        // The host supplies the image's size: no note is left.
+        let mut sized = o.clone();
+        sized.image_size("https://example.com/a.png", 512, 512);
+        let r = meter(sized, req, reply.replace("USAGE", "").as_bytes()).unwrap();
+        assert!(r.flags.contains(Flags::NO_USAGE_REPORTED));
+        assert!(!r.flags.contains(prompt_notes), "{:?}", r.flags);
+        assert_eq!(r.image_tokens, Some(255), "gpt-4o, one tile: 85 + 170");
         // An unreadable request: noted on both.
         let bad = meter(o, b"{", reply.replace("USAGE", usage).as_bytes()).unwrap();
         assert!(bad.flags.contains(Flags::REQUEST_UNPARSED));

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::image::ImageSize;
 use crate::record::Endpoint;
 
 /// Resource limits. Every one is enforced with a flag in the record, never by buffering
@@ -86,6 +87,12 @@ pub struct MeterOptions {
     pub reconcile: bool,
     /// Resource limits.
     pub limits: Limits,
+    /// Image URL → size in pixels, for images the library cannot size itself: an http(s) URL
+    /// is never fetched, so a host that knows the size (it fetched or stored the image) supplies
+    /// it here, and the image is priced by the size instead of the estimate for an unknown one.
+    /// Data URLs are sized from their header; an entry for one is used only when the header
+    /// cannot be read.
+    pub image_sizes: Arc<HashMap<String, ImageSize>>,
 }
 
 impl MeterOptions {
@@ -128,6 +135,12 @@ impl MeterOptions {
         if let Some(d) = r.deployment {
             self.deployment = Some(d);
         }
+        self
+    }
+
+    /// Adds the size of the image at `url` (see [`MeterOptions::image_sizes`]).
+    pub fn image_size(&mut self, url: impl Into<String>, width: u32, height: u32) -> &mut Self {
+        Arc::make_mut(&mut self.image_sizes).insert(url.into(), ImageSize { width, height });
         self
     }
 

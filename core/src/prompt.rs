@@ -92,7 +92,7 @@ use serde_json::{Map, Value};
 
 use crate::encoding::Encoding;
 use crate::image;
-use crate::options::Limits;
+use crate::options::MeterOptions;
 use crate::record::{Endpoint, Flags};
 use crate::request::{Content, FunctionCall, Message, Part, Request, ToolCall};
 use crate::wire::{List, Text};
@@ -137,22 +137,23 @@ fn responses_gpt5(model: &str) -> bool {
     m.strip_prefix("ft:").unwrap_or(&m).starts_with("gpt-5")
 }
 
-/// Counts the prompt of `req` for `endpoint`, `model` and `enc`, under the default [`Limits`].
+/// Counts the prompt of `req` for `endpoint`, `model` and `enc`, under the default options.
 pub fn count(req: &Request<'_>, endpoint: Endpoint, model: &str, enc: Encoding) -> PromptCount {
-    count_with(req, endpoint, model, enc, &Limits::default())
+    count_with(req, endpoint, model, enc, &MeterOptions::default())
 }
 
-/// [`count`] under `limits`: at most `max_images` image headers are read, each from at most
-/// `max_image_base64` base64 characters.
+/// [`count`] under `opts`: at most `limits.max_images` image headers are read, each from at
+/// most `limits.max_image_base64` base64 characters, and an image whose size the request does
+/// not carry (an http(s) URL) is priced by its entry in `image_sizes` when it has one.
 pub fn count_with(
     req: &Request<'_>,
     endpoint: Endpoint,
     model: &str,
     enc: Encoding,
-    limits: &Limits,
+    opts: &MeterOptions,
 ) -> PromptCount {
     match endpoint {
-        Endpoint::ChatCompletions => chat(req, model, enc, limits),
+        Endpoint::ChatCompletions => chat(req, model, enc, opts),
         Endpoint::Completions => PromptCount {
             tokens: count_inputs(req.prompt, enc),
             ..Default::default()
@@ -161,7 +162,7 @@ pub fn count_with(
             tokens: count_inputs(req.input, enc),
             ..Default::default()
         },
-        Endpoint::Responses => responses(req, model, enc, limits),
+        Endpoint::Responses => responses(req, model, enc, opts),
     }
 }
 
@@ -186,10 +187,13 @@ struct Counter<'m> {
     images_left: usize,
     /// Base64 characters decoded per image header (`max_image_base64`).
     max_base64: usize,
+    /// Sizes the host supplied for images it knows (`MeterOptions::image_sizes`).
+    image_sizes: &'m HashMap<String, image::ImageSize>,
 }
 
 impl<'m> Counter<'m> {
-    fn new(model: &'m str, enc: Encoding, limits: &Limits) -> Self {
+    fn new(model: &'m str, enc: Encoding, opts: &'m MeterOptions) -> Self {
+        let limits = &opts.limits;
         let legacy_0301 =
             model.contains("gpt-3.5-turbo-0301") || model.contains("gpt-35-turbo-0301");
         let (per_message, per_name) = if legacy_0301 { (4, -1) } else { (3, 1) };
@@ -207,6 +211,7 @@ impl<'m> Counter<'m> {
             flags: Flags::EMPTY,
             images_left: limits.max_images,
             max_base64: limits.max_image_base64,
+            image_sizes: &opts.image_sizes,
         }
     }
 
@@ -283,7 +288,9 @@ impl<'m> Counter<'m> {
                     self.flags.insert(Flags::TOO_MANY_IMAGES);
                     0
                 };
-                let t = image_part_tokens(self.model, url, detail, max_base64, &mut self.flags);
+                let known = url.and_then(|u| self.image_sizes.get(u)).copied();
+                let t =
+                    image_part_tokens(self.model, url, detail, max_base64, known, &mut self.flags);
                 self.total = self
                     .total
                     .saturating_add(i64::try_from(t).unwrap_or(i64::MAX));
@@ -322,8 +329,8 @@ fn compact_json(arguments: &str) -> Cow<'_, str> {
 // ------------------------------------------------------------------------------------------
 // Chat completions
 
-fn chat(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
-    let mut c = Counter::new(model, enc, limits);
+fn chat(req: &Request<'_>, model: &str, enc: Encoding, opts: &MeterOptions) -> PromptCount {
+    let mut c = Counter::new(model, enc, opts);
     let messages = req.messages.as_ref().map_or(&[][..], |m| &m.items[..]);
     if req.messages.as_ref().is_some_and(|m| m.dropped > 0)
         || messages.iter().any(|m| m.tool_calls.dropped > 0)
@@ -1322,20 +1329,23 @@ fn is_falsy(v: &Value) -> bool {
 
 /// Image tokens of one image part (chat `image_url`, Responses `input_image`), added to the
 /// prompt and to `image_tokens`: the size comes from the header of a `data:` URL (never
-/// fetched), the tokens from the image rules of `model`. An http(s) URL, a `file_id` or an
-/// unreadable header is `image_size_unknown` (the image module's point estimate is used); a rule
-/// that is not verified or a missing size is `image_tokens_estimated`.
+/// fetched) or else from `known` (the host's entry for the URL), the tokens from the image rules
+/// of `model`. Without either (an http(s) URL the host did not size, a `file_id`, an unreadable
+/// header) the image is `image_size_unknown` and the image module's point estimate is used; a
+/// rule that is not verified or a missing size is `image_tokens_estimated`.
 fn image_part_tokens(
     model: &str,
     url: Option<&str>,
     detail: Option<&str>,
     max_base64: usize,
+    known: Option<image::ImageSize>,
     flags: &mut Flags,
 ) -> u64 {
     let size = url
         .filter(|u| max_base64 > 0 && u.starts_with("data:"))
         .and_then(|u| image::sniff_data_url(u, max_base64))
-        .map(|(_, size)| size);
+        .map(|(_, size)| size)
+        .or(known);
     if size.is_none() {
         flags.insert(Flags::IMAGE_SIZE_UNKNOWN);
     }
@@ -1381,8 +1391,8 @@ crate::request::lenient_object!(InputItem<'a>);
 /// records that match their chat twins), `input` a user message or a list of messages. Function
 /// tools are counted apart from the messages (see `count_messages`). Function calls, their
 /// outputs, other items and `previous_response_id` are counted by the chat rules but flagged.
-fn responses(req: &Request<'_>, model: &str, enc: Encoding, limits: &Limits) -> PromptCount {
-    let mut c = Counter::new(model, enc, limits);
+fn responses(req: &Request<'_>, model: &str, enc: Encoding, opts: &MeterOptions) -> PromptCount {
+    let mut c = Counter::new(model, enc, opts);
     c.responses = true;
     c.harmony_calls = harmony_call_model(model);
     let mut messages: Vec<Message<'_>> = Vec::new();
@@ -1689,6 +1699,27 @@ mod tests {
                 && c.flags.contains(Flags::IMAGE_TOKENS_ESTIMATED)
         );
         assert!(!c.flags.contains(Flags::PROMPT_ESTIMATED));
+        // The host knows its size: priced as the data URL of that size, with no flag. An
+        // entry for another URL changes nothing.
+        let r = Request::parse(body.as_bytes()).unwrap();
+        let mut o = MeterOptions::default();
+        o.image_size("https://example.com/dog.png", 640, 480);
+        let other = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &o);
+        assert_eq!(other, c);
+        o.image_size("https://example.com/cat.png", 640, 480);
+        let sized = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &o);
+        assert_eq!(
+            (sized.tokens as usize, sized.image_tokens),
+            (text + 425, Some(425))
+        );
+        assert!(sized.flags.is_empty(), "{:?}", sized.flags);
+        // The same on the Responses API, where the URL is the part's string.
+        let r = Request::parse(br#"{"model":"gpt-4o","input":[{"role":"user","content":[{"type":"input_image","image_url":"https://example.com/cat.png"}]}]}"#).unwrap();
+        let unsized_ = count(&r, Endpoint::Responses, "gpt-4o", e);
+        let sized = count_with(&r, Endpoint::Responses, "gpt-4o", e, &o);
+        assert_eq!(sized.image_tokens, Some(425));
+        assert!(unsized_.flags.contains(Flags::IMAGE_SIZE_UNKNOWN));
+        assert!(!sized.flags.contains(Flags::IMAGE_SIZE_UNKNOWN));
     }
 
     #[test]
@@ -1705,10 +1736,8 @@ mod tests {
         let all = count(&r, Endpoint::ChatCompletions, "gpt-4o", e);
         assert_eq!(all.image_tokens, Some(3 * 425));
         assert!(!all.flags.contains(Flags::TOO_MANY_IMAGES));
-        let limits = Limits {
-            max_images: 2,
-            ..Limits::default()
-        };
+        let mut limits = MeterOptions::default();
+        limits.limits.max_images = 2;
         let two = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &limits);
         assert!(two
             .flags
@@ -1716,10 +1745,8 @@ mod tests {
         let unsized_one = image::image_tokens("gpt-4o", image::Detail::Auto, None).tokens;
         assert_eq!(two.image_tokens, Some(2 * 425 + unsized_one));
         // A base64 budget too small to reach the header leaves the size unknown.
-        let tiny = Limits {
-            max_image_base64: 8,
-            ..Limits::default()
-        };
+        let mut tiny = MeterOptions::default();
+        tiny.limits.max_image_base64 = 8;
         let c = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &tiny);
         assert!(c.flags.contains(Flags::IMAGE_SIZE_UNKNOWN));
         assert!(!c.flags.contains(Flags::TOO_MANY_IMAGES));

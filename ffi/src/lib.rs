@@ -348,6 +348,7 @@ pub extern "C" fn usagetap_thread_last_error() -> usagetap_str {
 
 /// Makes a meter. `options_json` is a JSON object, every field optional:
 /// `{"model": "gpt-4o", "deployment": "chat-prod", "deployments": {"chat-prod": "gpt-4o-mini"},
+/// "image_sizes": {"https://example.com/cat.png": [640, 480]},
 /// "endpoint": "chat.completions" | "/openai/deployments/x/chat/completions?..." ,
 /// "reconcile": false, "limits": {"max_line_bytes": n, "max_body_bytes": n,
 /// "max_text_bytes": n, "max_choices": n, "max_tool_calls": n, "max_json_depth": n,

@@ -1,14 +1,15 @@
 //! Meter options from the host's JSON.
 //!
 //! The core has no JSON form of its options, so it lives here: `{"model", "deployment",
-//! "deployments": {name: model}, "endpoint", "reconcile", "limits": {...}}`, every field
-//! optional, unknown fields rejected.
+//! "deployments": {name: model}, "image_sizes": {url: [width, height]}, "endpoint",
+//! "reconcile", "limits": {...}}`, every field optional, unknown fields rejected.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::error::Category;
+use usagetap::image::ImageSize;
 use usagetap::{Endpoint, Limits, MeterOptions};
 
 use crate::{usagetap_result, Failure};
@@ -19,6 +20,7 @@ struct OptionsJson {
     model: Option<String>,
     deployment: Option<String>,
     deployments: Option<HashMap<String, String>>,
+    image_sizes: Option<HashMap<String, (u32, u32)>>,
     endpoint: Option<String>,
     reconcile: Option<bool>,
     limits: Option<LimitsJson>,
@@ -60,6 +62,13 @@ pub(crate) fn parse(json: &str) -> Result<MeterOptions, Failure> {
         model: p.model.filter(|m| !m.is_empty()),
         deployment: p.deployment.filter(|d| !d.is_empty()),
         deployments: Arc::new(p.deployments.unwrap_or_default()),
+        image_sizes: Arc::new(
+            p.image_sizes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(url, (width, height))| (url, ImageSize { width, height }))
+                .collect(),
+        ),
         reconcile: p.reconcile.unwrap_or(false),
         ..MeterOptions::default()
     };

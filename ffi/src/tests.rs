@@ -394,6 +394,27 @@ fn options_errors() {
         o.limits.max_choices,
         usagetap::Limits::default().max_choices
     );
+    let o = options::parse(r#"{"image_sizes":{"https://x/a.png":[640,480]}}"#)
+        .ok()
+        .unwrap();
+    assert_eq!(
+        o.image_sizes.get("https://x/a.png"),
+        Some(&usagetap::image::ImageSize {
+            width: 640,
+            height: 480
+        })
+    );
+    for bad in [
+        r#"{"image_sizes":{"u":[640]}}"#,
+        r#"{"image_sizes":{"u":[-1,4]}}"#,
+        r#"{"image_sizes":{"u":"640x480"}}"#,
+    ] {
+        assert_eq!(
+            new_err(bad.as_bytes()),
+            usagetap_result::InvalidOptions,
+            "{bad}"
+        );
+    }
 }
 
 #[test]

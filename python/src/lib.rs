@@ -193,13 +193,17 @@ fn input<'py>(
 }
 
 /// Builds the core options from the keyword arguments shared by `meter`, `Meter` and
-/// `meter_envelope`; `limits` names fields of `usagetap::Limits` (unknown names and 0 are errors).
+/// `meter_envelope`; `image_sizes` maps image URLs to `(width, height)` in pixels (see
+/// `MeterOptions::image_sizes`); `limits` names fields of `usagetap::Limits` (unknown names and 0
+/// are errors).
+#[allow(clippy::too_many_arguments)]
 fn options(
     model: Option<String>,
     deployment: Option<String>,
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    image_sizes: Option<HashMap<String, (u32, u32)>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<MeterOptions> {
     let endpoint = match endpoint {
@@ -236,6 +240,13 @@ fn options(
         model: model.filter(|m| !m.is_empty()),
         deployment: deployment.filter(|d| !d.is_empty()),
         deployments: Arc::new(deployments.unwrap_or_default()),
+        image_sizes: Arc::new(
+            image_sizes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(url, (width, height))| (url, usagetap::image::ImageSize { width, height }))
+                .collect(),
+        ),
         endpoint,
         reconcile,
         ..MeterOptions::default()
@@ -511,7 +522,7 @@ impl PyMeter {
 #[pymethods]
 impl PyMeter {
     #[new]
-    #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
+    #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, image_sizes=None, limits=None))]
     fn new(
         py: Python<'_>,
         request: Option<&Bound<'_, PyAny>>,
@@ -520,9 +531,18 @@ impl PyMeter {
         endpoint: Option<String>,
         reconcile: bool,
         deployments: Option<HashMap<String, String>>,
+        image_sizes: Option<HashMap<String, (u32, u32)>>,
         limits: Option<HashMap<String, u64>>,
     ) -> PyResult<Self> {
-        let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
+        let opts = options(
+            model,
+            deployment,
+            endpoint,
+            reconcile,
+            deployments,
+            image_sizes,
+            limits,
+        )?;
         let request = match request {
             Some(r) => input(r, "request", true, true)?,
             None => Input::Empty,
@@ -612,7 +632,7 @@ impl PyMeter {
 /// Meters a complete exchange: the request body (may be `None` or empty) and the whole
 /// response body (JSON or SSE text).
 #[pyfunction]
-#[pyo3(name = "meter", signature = (request, response, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
+#[pyo3(name = "meter", signature = (request, response, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, image_sizes=None, limits=None))]
 #[allow(clippy::too_many_arguments)]
 fn py_meter(
     py: Python<'_>,
@@ -623,9 +643,18 @@ fn py_meter(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    image_sizes: Option<HashMap<String, (u32, u32)>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyUsageRecord> {
-    let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
+    let opts = options(
+        model,
+        deployment,
+        endpoint,
+        reconcile,
+        deployments,
+        image_sizes,
+        limits,
+    )?;
     let request = input(request, "request", true, true)?;
     let response = input(response, "response", false, false)?;
     let (req, resp) = (request.as_slice(), response.as_slice());
@@ -736,7 +765,7 @@ fn secret_bytes(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 /// `appSubscriptionKey`, `request`, `response`; bodies as JSON strings or objects). A cut
 /// envelope (APIM truncates messages over 200 KB) gives a record flagged `truncated`.
 #[pyfunction]
-#[pyo3(name = "meter_envelope", signature = (envelope, *, secret, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, limits=None))]
+#[pyo3(name = "meter_envelope", signature = (envelope, *, secret, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, image_sizes=None, limits=None))]
 #[allow(clippy::too_many_arguments)]
 fn py_meter_envelope(
     py: Python<'_>,
@@ -747,9 +776,18 @@ fn py_meter_envelope(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
+    image_sizes: Option<HashMap<String, (u32, u32)>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyEnvelopeRecord> {
-    let opts = options(model, deployment, endpoint, reconcile, deployments, limits)?;
+    let opts = options(
+        model,
+        deployment,
+        endpoint,
+        reconcile,
+        deployments,
+        image_sizes,
+        limits,
+    )?;
     let secret = secret_bytes(secret)?;
     let envelope = input(envelope, "envelope", true, false)?;
     let bytes = envelope.as_slice();

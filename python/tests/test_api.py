@@ -133,6 +133,30 @@ def test_limits_reach_the_core(stream: Record) -> None:
         usagetap.meter(None, body, limits={"max_images": 0})
 
 
+def test_image_sizes_price_http_images() -> None:
+    # An http image is never fetched: a flagged estimate, unless the host supplies its size.
+    url = "https://example.com/cat.png"
+    request = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is it?"},
+        {"type": "image_url", "image_url": {"url": url}},
+    ]}]}
+    body = (
+        'data: {"id":"c","object":"chat.completion.chunk","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"A cat."}}]}\n\n'
+        "data: [DONE]\n\n"
+    )
+    guessed = usagetap.meter(request, body)
+    assert "image_size_unknown" in guessed.flags and "image_tokens_estimated" in guessed.flags
+    sized = usagetap.meter(request, body, image_sizes={url: (512, 512)})
+    assert sized.image_tokens == 255, sized  # gpt-4o, one tile: 85 + 170
+    assert "image_size_unknown" not in sized.flags and "image_tokens_estimated" not in sized.flags
+    assert sized.prompt_tokens == guessed.prompt_tokens - guessed.image_tokens + 255
+    m = usagetap.Meter(request, image_sizes={url: (512, 512)})
+    m.feed(body)
+    assert m.finish() == sized
+    with pytest.raises(OverflowError):
+        usagetap.meter(request, body, image_sizes={url: (-1, 5)})
+
+
 def test_meter_protocol(stream: Record) -> None:
     body = stream["response_body"].encode()
     m = usagetap.Meter(stream["request"])

@@ -116,6 +116,7 @@ class Meter:
         endpoint: Optional[str] = None,
         reconcile: bool = False,
         deployments: Optional[Dict[str, str]] = None,
+        image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
         limits: Optional[Dict[str, int]] = None,
     ) -> Self: ...
     def feed(self, chunk: _BytesLike) -> None: ...
@@ -183,6 +184,7 @@ def meter(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
+    image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
     limits: Optional[Dict[str, int]] = None,
 ) -> UsageRecord: ...
 def meter_envelope(
@@ -194,6 +196,7 @@ def meter_envelope(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
+    image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
     limits: Optional[Dict[str, int]] = None,
 ) -> EnvelopeRecord: ...
 def consumer_id(key: str, *, secret: _BytesLike) -> str: ...
