@@ -618,6 +618,11 @@ fn leading_number(s: &str) -> Option<(u64, &str)> {
     Some((v, s.get(n..)?))
 }
 
+/// Whether `model` prices images by the patch rule (as opposed to tiles).
+pub fn patch_rule(model: &str) -> bool {
+    matches!(family(model).rule, Rule::Patch { .. })
+}
+
 fn family(model: &str) -> Family {
     let m = strip_prefix_ci(model, "ft:").unwrap_or(model);
     if starts_ci(m, &["gpt-4o-mini"]) {
