@@ -446,4 +446,21 @@ fn responses_prompt_tokens_match_reported() {
             ("responses: tools / other items", 195, 115),
         ],
     );
+    // Unflagged misses on the Responses API are the two known ones only: Mirascope's first
+    // turns of `test_call_with_tools`, whose reported input leaves out the tools (14 records,
+    // one repository, unexplained), and a stream cut by `max_output_tokens` whose usage is
+    // reported as all zeros.
+    let unflagged: Vec<&str> = rows
+        .values()
+        .flat_map(|r| r.misses.iter().filter(|m| !m.2).map(|m| m.1.as_str()))
+        .collect();
+    let known = |id: &&str| {
+        id.contains("test_call_with_tools/openai_gpt_4o_responses/")
+            || id.contains("test_model_stream_with_tools.yaml")
+            || id.contains("response_stream_incomplete.yaml")
+    };
+    assert!(
+        unflagged.iter().all(known) && unflagged.len() == 15,
+        "unflagged misses: {unflagged:?}"
+    );
 }
