@@ -44,7 +44,10 @@ printf '{"id":"bad-1","response_body":5}\nnot json\n{"id":"ok","response_body":"
   | "$bin" meter > "$tmp/bad.jsonl"
 [ "$(wc -l < "$tmp/bad.jsonl")" = 3 ]
 grep -q '"id":"bad-1".*"status":"error"' "$tmp/bad.jsonl"
-echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records"
+for c in meter chargeback count encoding; do
+  "$bin" "$c" --help | grep -q "usagetap chargeback" || { echo "$c --help shows no usage" >&2; exit 1; }
+done
+echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records; --help on every command"
 
 stage "CLI chargeback on the APIM samples: no raw subscription key in any output"
 for fmt in table csv json; do

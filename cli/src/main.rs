@@ -31,25 +31,32 @@ const USAGE: &str = "usage:
       Count the tokens of TEXT (or stdin) with the model's encoding; with --request, TEXT is a
       request body (any endpoint) and its prompt tokens are counted.";
 
+/// The full usage text.
+fn usage() -> String {
+    USAGE.replace("{CHARGEBACK}", chargeback::USAGE)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // `usagetap COMMAND --help` (or -h) shows the usage, whatever the command.
+    if args.len() > 1 && args[1..].iter().any(|a| a == "-h" || a == "--help") {
+        println!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
     let result = match args.first().map(String::as_str) {
         Some("meter") => meter_cmd(&args[1..]),
         Some("encoding") => encoding_cmd(&args[1..]),
         Some("count") => count_cmd(&args[1..]),
         Some("chargeback") => chargeback::run(&args[1..]),
         Some("-h" | "--help" | "help") => {
-            println!("{}", USAGE.replace("{CHARGEBACK}", chargeback::USAGE));
+            println!("{}", usage());
             Ok(())
         }
         Some("-V" | "--version") => {
             println!("usagetap {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        _ => Err(format!(
-            "expected a command\n{}",
-            USAGE.replace("{CHARGEBACK}", chargeback::USAGE)
-        )),
+        _ => Err(format!("expected a command\n{}", usage())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,7 +101,7 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
                     .ok_or("--feed-chunk needs N >= 1")?;
             }
             s if s.starts_with('-') && s != "-" => {
-                return Err(format!("unknown option {s}\n{USAGE}"))
+                return Err(format!("unknown option {s}\n{}", usage()))
             }
             s => {
                 if file.replace(s.to_owned()).is_some() {

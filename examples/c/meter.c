@@ -5,8 +5,10 @@
  *
  * The response (an SSE stream or a JSON body) is fed as a proxy would see it, in 4 KiB reads.
  *
- * Build against the shared library (see ffi/README.md):
+ * Build against the shared library (see ffi/README.md, "Linking": the loader wants the
+ * library under its SONAME, libusagetap.so.0.1.0):
  *   cargo build --release -p usagetap-ffi
+ *   ln -sf libusagetap.so target/release/libusagetap.so.0.1.0
  *   cc -std=c11 -Wall -Wextra -Wpedantic -Iinclude examples/c/meter.c \
  *      -Ltarget/release -lusagetap -Wl,-rpath,"$PWD/target/release" -o meter
  */
