@@ -536,6 +536,17 @@ typedef struct {
    * The number of choices (see the JSON for each one).
    */
   uint32_t choice_count;
+  /**
+   * `USAGETAP_FLAG_*` bits of the computed counts, when there are any: the flags the record
+   * would carry were they the billed ones (what `computed.flags` holds in the JSON). With
+   * reported usage and reconciliation these, not `flags`, say which computed count is an
+   * estimate. 0 without computed counts.
+   */
+  uint32_t computed_flags;
+  /**
+   * Always 0; keeps the struct free of padding.
+   */
+  uint32_t reserved;
 } usagetap_record;
 
 /**

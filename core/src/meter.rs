@@ -290,10 +290,8 @@ impl Meter {
             .collect();
 
         let computed = if compute {
-            let mut cflags = Flags(
-                (acc.flags.0 & Flags::TEXT_LIMIT_REACHED.0)
-                    | (self.request_flags.0 & Flags::REQUEST_UNPARSED.0),
-            );
+            // Notes on the computed counts alone; the record's own notes join them below.
+            let mut cflags = Flags::EMPTY;
             let parsed = self.request.as_deref().map(Request::parse);
             let req = match &parsed {
                 Some(Ok(r)) => Some(r),
@@ -342,6 +340,7 @@ impl Meter {
                 flags.insert(Flags::RESPONSE_NOT_FINISHED);
             }
         }
+        let mut computed = computed;
         let prompt_tokens = rep_prompt
             .or_else(|| computed.as_ref().and_then(|c| c.prompt_tokens))
             .unwrap_or_else(|| {
@@ -380,10 +379,33 @@ impl Meter {
         let reasoning_tokens = reported
             .as_ref()
             .and_then(|r| r.completion_tokens_details.reasoning_tokens);
+        // A computed image estimate stands in only for a computed prompt: reconciling must not
+        // change what is billed.
         let image_tokens = reported
             .as_ref()
             .and_then(|r| r.prompt_tokens_details.image_tokens)
-            .or_else(|| computed.as_ref().and_then(|c| c.image_tokens));
+            .or_else(|| {
+                computed
+                    .as_ref()
+                    .filter(|_| rep_prompt.is_none())
+                    .and_then(|c| c.image_tokens)
+            });
+        if let Some(c) = computed.as_mut() {
+            // The flags the record would carry were the computed counts the billed ones.
+            let mut f = flags | c.flags;
+            if endpoint != Endpoint::Embeddings {
+                f.insert(Flags::COMPLETION_MAY_BE_ONE_SHORT);
+                if prompt::is_reasoning_model(model_name) {
+                    f.insert(Flags::REASONING_TOKENS_UNOBSERVABLE);
+                }
+            }
+            if c.prompt_tokens.is_none() {
+                f.insert(Flags::PROMPT_UNKNOWN);
+            }
+            let about_reported =
+                Flags::NO_USAGE_REPORTED | Flags::INVALID_USAGE_VALUE | Flags::USAGE_REPEATED;
+            c.flags = Flags(f.0 & !about_reported.0);
+        }
 
         UsageRecord {
             endpoint,
@@ -1504,8 +1526,9 @@ mod tests {
         assert!(n > 500);
     }
 
-    /// The record's flags describe the billed counts; `computed.flags` says which computed
-    /// count is an estimate, also when reported usage is what is billed.
+    /// `computed.flags` are the flags the record would carry were the computed counts billed:
+    /// with reported usage and reconciliation they say which computed count is an estimate,
+    /// while the record's flags and billed fields stay as without reconciliation.
     #[test]
     fn computed_counts_carry_their_own_flags() {
         let req = br#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"What is it?"},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}"#;
@@ -1514,19 +1537,66 @@ mod tests {
         let mut o = MeterOptions::default();
         o.reconcile = true;
         let usage = r#","usage":{"prompt_tokens":300,"completion_tokens":3,"total_tokens":303}"#;
-        let billed = meter(o.clone(), req, reply.replace("USAGE", usage).as_bytes()).unwrap();
+        let with_usage = reply.replace("USAGE", usage);
+        let billed = meter(o.clone(), req, with_usage.as_bytes()).unwrap();
+        let plain = meter(MeterOptions::default(), req, with_usage.as_bytes()).unwrap();
         assert!(billed.flags.is_empty(), "{:?}", billed.flags);
+        assert_eq!(
+            billed.image_tokens, None,
+            "no image estimate beside a reported prompt"
+        );
+        // Reconciling adds `computed` and per-choice counts, and changes nothing billed.
+        let choices = billed
+            .choices
+            .iter()
+            .map(|c| ChoiceRecord {
+                completion_tokens: None,
+                ..c.clone()
+            })
+            .collect();
+        assert_eq!(
+            UsageRecord {
+                computed: None,
+                choices,
+                ..billed.clone()
+            },
+            plain
+        );
         let c = billed.computed.expect("reconciled");
-        assert!(c.flags.contains(prompt_notes), "{:?}", c.flags);
+        assert_eq!(c.image_tokens, Some(425));
+        assert_eq!(
+            c.flags,
+            prompt_notes | Flags::COMPLETION_MAY_BE_ONE_SHORT,
+            "{:?}",
+            c.flags
+        );
         let json = serde_json::to_value(&c).unwrap();
         assert!(json["flags"]
             .as_array()
             .unwrap()
             .contains(&"image_size_unknown".into()));
-        // Without usage the same notes are on the record as well.
+        // Without usage the record carries them too, with `no_usage_reported`, which
+        // `computed.flags` leaves out.
         let computed = meter(o.clone(), req, reply.replace("USAGE", "").as_bytes()).unwrap();
-        assert!(computed.flags.contains(prompt_notes));
+        assert_eq!(computed.flags, c.flags | Flags::NO_USAGE_REPORTED);
         assert_eq!(computed.computed.unwrap().flags, c.flags);
+        // A reasoning model's computed completion cannot see the hidden reasoning.
+        let o3 = meter(
+            o.clone(),
+            &String::from_utf8_lossy(req)
+                .replace("gpt-4o", "o3-mini")
+                .into_bytes(),
+            with_usage
+                .replace("gpt-4o-2024-08-06", "o3-mini")
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(!o3.flags.contains(Flags::REASONING_TOKENS_UNOBSERVABLE));
+        assert!(o3
+            .computed
+            .unwrap()
+            .flags
+            .contains(Flags::REASONING_TOKENS_UNOBSERVABLE));
         // The host supplies the image's size: no note is left.
         let mut sized = o.clone();
         sized.image_size("https://example.com/a.png", 512, 512);
@@ -1534,10 +1604,13 @@ mod tests {
         assert!(r.flags.contains(Flags::NO_USAGE_REPORTED));
         assert!(!r.flags.contains(prompt_notes), "{:?}", r.flags);
         assert_eq!(r.image_tokens, Some(255), "gpt-4o, one tile: 85 + 170");
-        // An unreadable request: noted on both.
-        let bad = meter(o, b"{", reply.replace("USAGE", usage).as_bytes()).unwrap();
+        // An unreadable request: noted on both, and the computed prompt is unknown.
+        let bad = meter(o, b"{", with_usage.as_bytes()).unwrap();
         assert!(bad.flags.contains(Flags::REQUEST_UNPARSED));
-        assert_eq!(bad.computed.unwrap().flags, Flags::REQUEST_UNPARSED);
+        assert_eq!(
+            bad.computed.unwrap().flags,
+            Flags::REQUEST_UNPARSED | Flags::PROMPT_UNKNOWN | Flags::COMPLETION_MAY_BE_ONE_SHORT
+        );
     }
 
     /// Usage chunks take the fast path, reading `usage` with the full decoder's type; odd

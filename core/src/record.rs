@@ -129,8 +129,9 @@ flags! {
     NO_USAGE_REPORTED = 0, "no_usage_reported";
     /// The response ended early (see [`Status::Truncated`]).
     TRUNCATED = 1, "truncated";
-    /// An image's size could not be read (an http(s) URL, unreadable header): its tokens follow
-    /// the host's policy.
+    /// An image's size could not be read (an http(s) URL the host gave no size for in
+    /// `MeterOptions::image_sizes`, an unreadable header): its tokens are the estimate for an
+    /// unknown size.
     IMAGE_SIZE_UNKNOWN = 2, "image_size_unknown";
     /// A reasoning model without reported usage: hidden reasoning tokens cannot be counted.
     REASONING_TOKENS_UNOBSERVABLE = 3, "reasoning_tokens_unobservable";
@@ -173,7 +174,8 @@ flags! {
     RESPONSE_NOT_FINISHED = 21, "response_not_finished";
     /// JSON (request, response body or event) nested deeper than `max_json_depth` was skipped.
     JSON_TOO_DEEP = 22, "json_too_deep";
-    /// The request had more images than `max_images`; the rest were estimated unsized.
+    /// The request had more images than `max_images`; the headers of the rest were not read
+    /// (each is priced by its `image_sizes` entry if it has one, else estimated unsized).
     TOO_MANY_IMAGES = 23, "too_many_images";
 }
 
@@ -286,11 +288,11 @@ pub struct ComputedUsage {
     /// Image tokens inside `prompt_tokens` (estimates), when the request had images.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_tokens: Option<u64>,
-    /// Notes on these counts alone, whether or not they are the ones billed: the prompt's
-    /// (`prompt_estimated`, `image_size_unknown`, `image_tokens_estimated`, `too_many_images`,
-    /// `request_unparsed`) and the completion's (`completion_estimated`, `text_limit_reached`).
-    /// The record's own `flags` describe the billed counts, so with reported usage and
-    /// reconciliation only this set says which computed count is an estimate.
+    /// The flags the record would carry were these counts the billed ones (without the notes
+    /// on reported usage: `no_usage_reported`, `invalid_usage_value`, `usage_repeated`). With
+    /// reported usage and reconciliation, the record's `flags` say nothing of the computed
+    /// prompt's or completion's estimates (`prompt_estimated`, `image_size_unknown`,
+    /// `completion_may_be_one_short`, `reasoning_tokens_unobservable`, ...); this set does.
     pub flags: Flags,
 }
 

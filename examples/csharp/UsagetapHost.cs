@@ -115,6 +115,8 @@ namespace Usagetap
         public uint Present;
         public uint Stream;
         public uint ChoiceCount;
+        public uint ComputedFlags;
+        public uint Reserved;
     }
 
     public static class Native

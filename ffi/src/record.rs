@@ -196,6 +196,13 @@ pub struct usagetap_record {
     pub stream: u32,
     /// The number of choices (see the JSON for each one).
     pub choice_count: u32,
+    /// `USAGETAP_FLAG_*` bits of the computed counts, when there are any: the flags the record
+    /// would carry were they the billed ones (what `computed.flags` holds in the JSON). With
+    /// reported usage and reconciliation these, not `flags`, say which computed count is an
+    /// estimate. 0 without computed counts.
+    pub computed_flags: u32,
+    /// Always 0; keeps the struct free of padding.
+    pub reserved: u32,
 }
 
 impl usagetap_record {
@@ -269,6 +276,8 @@ impl usagetap_record {
             present,
             stream: u32::from(r.stream),
             choice_count: u32::try_from(r.choices.len()).unwrap_or(u32::MAX),
+            computed_flags: computed.map_or(0, |c| c.flags.0),
+            reserved: 0,
         }
     }
 }

@@ -152,6 +152,47 @@ fn computed_when_no_usage_and_options_apply() {
     free(m);
 }
 
+/// With reported usage and reconciliation, `computed_flags` (not `flags`) notes the computed
+/// prompt's image estimate, and an `image_sizes` entry removes it.
+#[test]
+fn computed_flags_and_image_sizes() {
+    let req = r#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/c.png"}}]}]}"#;
+    for (opts, unknown) in [
+        (r#"{"reconcile":true}"#, true),
+        (
+            r#"{"reconcile":true,"image_sizes":{"https://x/c.png":[512,512]}}"#,
+            false,
+        ),
+    ] {
+        let m = new_meter(opts);
+        // SAFETY: valid buffer.
+        let r = unsafe { usagetap_meter_request(m, req.as_ptr(), req.len()) };
+        assert_eq!(r, usagetap_result::Ok);
+        assert_eq!(feed(m, STREAM.as_bytes()), usagetap_result::Ok);
+        let rec = finish(m);
+        assert_eq!(rec.flags & USAGETAP_FLAG_IMAGE_SIZE_UNKNOWN, 0);
+        assert_eq!(
+            rec.computed_flags & USAGETAP_FLAG_IMAGE_SIZE_UNKNOWN != 0,
+            unknown,
+            "{opts}"
+        );
+        assert_ne!(
+            rec.computed_flags & USAGETAP_FLAG_COMPLETION_MAY_BE_ONE_SHORT,
+            0
+        );
+        assert_eq!(rec.reserved, 0);
+        let j = json(m);
+        assert_eq!(
+            j["computed"]["flags"]
+                .as_array()
+                .unwrap()
+                .contains(&"image_size_unknown".into()),
+            unknown
+        );
+        free(m);
+    }
+}
+
 #[test]
 fn truncated_stream() {
     let m = new_meter("null");
@@ -598,7 +639,7 @@ fn panic_boundary() {
 fn record_layout_is_padding_free() {
     let words = std::mem::size_of::<u64>() * 12
         + std::mem::size_of::<usagetap_str>() * 5
-        + std::mem::size_of::<u32>() * 8;
+        + std::mem::size_of::<u32>() * 10;
     assert_eq!(std::mem::size_of::<usagetap_record>(), words);
 }
 
