@@ -91,7 +91,7 @@ pub struct MeterOptions {
     /// is never fetched, so a host that knows the size (it fetched or stored the image) supplies
     /// it here, and the image is priced by the size instead of the estimate for an unknown one.
     /// Data URLs are sized from their header; an entry for one is used only when the header
-    /// cannot be read.
+    /// cannot be read. An entry with a zero width or height counts as no entry.
     pub image_sizes: Arc<HashMap<String, ImageSize>>,
 }
 

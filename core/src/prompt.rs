@@ -1356,7 +1356,7 @@ fn image_part_tokens(
         .filter(|u| max_base64 > 0 && u.starts_with("data:"))
         .and_then(|u| image::sniff_data_url(u, max_base64))
         .map(|(_, size)| size)
-        .or(known);
+        .or(known.filter(|s| s.width > 0 && s.height > 0));
     if size.is_none() {
         flags.insert(Flags::IMAGE_SIZE_UNKNOWN);
     }
@@ -1729,6 +1729,9 @@ mod tests {
         o.image_size("https://example.com/dog.png", 640, 480);
         let other = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &o);
         assert_eq!(other, c);
+        o.image_size("https://example.com/cat.png", 0, 480);
+        let zero = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &o);
+        assert_eq!(zero, c, "a zero side counts as no entry");
         o.image_size("https://example.com/cat.png", 640, 480);
         let sized = count_with(&r, Endpoint::ChatCompletions, "gpt-4o", e, &o);
         assert_eq!(

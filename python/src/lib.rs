@@ -203,7 +203,7 @@ fn options(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, (u32, u32)>>,
+    image_sizes: Option<HashMap<String, Vec<u32>>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<MeterOptions> {
     let endpoint = match endpoint {
@@ -235,18 +235,23 @@ fn options(
         }
         *slot = usize::try_from(v).unwrap_or(usize::MAX);
     }
+    // Any two-item sequence: a tuple, or a list as `json.load` gives it.
+    let mut sizes = HashMap::new();
+    for (url, wh) in image_sizes.unwrap_or_default() {
+        let [width, height] = wh[..] else {
+            return Err(invalid_options(format!(
+                "image_sizes[{url:?}] must be (width, height), got {} numbers",
+                wh.len()
+            )));
+        };
+        sizes.insert(url, usagetap::image::ImageSize { width, height });
+    }
     Ok(MeterOptions {
         limits: l,
         model: model.filter(|m| !m.is_empty()),
         deployment: deployment.filter(|d| !d.is_empty()),
         deployments: Arc::new(deployments.unwrap_or_default()),
-        image_sizes: Arc::new(
-            image_sizes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(url, (width, height))| (url, usagetap::image::ImageSize { width, height }))
-                .collect(),
-        ),
+        image_sizes: Arc::new(sizes),
         endpoint,
         reconcile,
         ..MeterOptions::default()
@@ -531,7 +536,7 @@ impl PyMeter {
         endpoint: Option<String>,
         reconcile: bool,
         deployments: Option<HashMap<String, String>>,
-        image_sizes: Option<HashMap<String, (u32, u32)>>,
+        image_sizes: Option<HashMap<String, Vec<u32>>>,
         limits: Option<HashMap<String, u64>>,
     ) -> PyResult<Self> {
         let opts = options(
@@ -643,7 +648,7 @@ fn py_meter(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, (u32, u32)>>,
+    image_sizes: Option<HashMap<String, Vec<u32>>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyUsageRecord> {
     let opts = options(
@@ -776,7 +781,7 @@ fn py_meter_envelope(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, (u32, u32)>>,
+    image_sizes: Option<HashMap<String, Vec<u32>>>,
     limits: Option<HashMap<String, u64>>,
 ) -> PyResult<PyEnvelopeRecord> {
     let opts = options(

@@ -153,8 +153,11 @@ def test_image_sizes_price_http_images() -> None:
     m = usagetap.Meter(request, image_sizes={url: (512, 512)})
     m.feed(body)
     assert m.finish() == sized
+    assert usagetap.meter(request, body, image_sizes={url: [512, 512]}) == sized
     with pytest.raises(OverflowError):
         usagetap.meter(request, body, image_sizes={url: (-1, 5)})
+    with pytest.raises(usagetap.InvalidOptionsError, match="width, height"):
+        usagetap.meter(request, body, image_sizes={url: [512]})
 
 
 def test_meter_protocol(stream: Record) -> None:

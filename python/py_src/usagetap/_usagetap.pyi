@@ -2,7 +2,7 @@
 
 import sys
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Tuple, Type, Union, final
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union, final
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -116,7 +116,7 @@ class Meter:
         endpoint: Optional[str] = None,
         reconcile: bool = False,
         deployments: Optional[Dict[str, str]] = None,
-        image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
+        image_sizes: Optional[Dict[str, Sequence[int]]] = None,
         limits: Optional[Dict[str, int]] = None,
     ) -> Self: ...
     def feed(self, chunk: _BytesLike) -> None: ...
@@ -184,7 +184,7 @@ def meter(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
-    image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
+    image_sizes: Optional[Dict[str, Sequence[int]]] = None,
     limits: Optional[Dict[str, int]] = None,
 ) -> UsageRecord: ...
 def meter_envelope(
@@ -196,7 +196,7 @@ def meter_envelope(
     endpoint: Optional[str] = None,
     reconcile: bool = False,
     deployments: Optional[Dict[str, str]] = None,
-    image_sizes: Optional[Dict[str, Tuple[int, int]]] = None,
+    image_sizes: Optional[Dict[str, Sequence[int]]] = None,
     limits: Optional[Dict[str, int]] = None,
 ) -> EnvelopeRecord: ...
 def consumer_id(key: str, *, secret: _BytesLike) -> str: ...
