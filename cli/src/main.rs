@@ -175,10 +175,12 @@ fn meter_line(line: &[u8], reconcile: bool, feed_chunk: usize) -> Value {
     let Some(body) = parsed.response_body else {
         return error_record(obj, "input line has no response_body string".into());
     };
-    let mut opts = MeterOptions::default();
-    opts.reconcile = reconcile;
-    opts.model = parsed.model;
-    opts.deployment = parsed.deployment;
+    let mut opts = MeterOptions {
+        reconcile,
+        model: parsed.model,
+        deployment: parsed.deployment,
+        ..MeterOptions::default()
+    };
     for (url, (width, height)) in parsed.image_sizes.unwrap_or_default() {
         opts.image_size(url, width, height);
     }

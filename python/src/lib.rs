@@ -254,7 +254,6 @@ fn options(
         image_sizes: Arc::new(sizes),
         endpoint,
         reconcile,
-        ..MeterOptions::default()
     })
 }
 
@@ -528,6 +527,7 @@ impl PyMeter {
 impl PyMeter {
     #[new]
     #[pyo3(signature = (request=None, *, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, image_sizes=None, limits=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         request: Option<&Bound<'_, PyAny>>,
