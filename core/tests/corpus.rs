@@ -286,3 +286,36 @@ fn computed_rates_for_other_endpoints() {
     pin("responses output, json", 282, 255, 257);
     pin("responses output, stream", 132, 111, 113);
 }
+
+/// Reconciling adds `computed` and per-choice counts and changes nothing else, on every record;
+/// and `computed.flags` hold the record's own flags whenever the computed counts are the billed
+/// ones.
+#[test]
+fn reconciling_changes_nothing_billed() {
+    let mut reconcile = MeterOptions::default();
+    reconcile.reconcile = true;
+    let mut with_usage = 0;
+    for r in &common::load() {
+        let plain = meter(MeterOptions::default(), &r.request, r.response.as_bytes()).unwrap();
+        let mut rec = meter(reconcile.clone(), &r.request, r.response.as_bytes()).unwrap();
+        let c = rec.computed.take().expect("reconciling computes");
+        if plain.source == Source::Computed && plain.reported.is_none() {
+            // No usage: the computed counts are billed, and their flags are the record's
+            // without the note that usage was missing.
+            let own = usagetap::Flags(plain.flags.0 & !usagetap::Flags::NO_USAGE_REPORTED.0);
+            assert_eq!(c.flags, own, "{}", r.id);
+        } else {
+            with_usage += 1;
+        }
+        for ch in &mut rec.choices {
+            ch.completion_tokens = None;
+        }
+        let mut plain = plain;
+        plain.computed = None;
+        for ch in &mut plain.choices {
+            ch.completion_tokens = None;
+        }
+        assert_eq!(rec, plain, "{}", r.id);
+    }
+    assert!(with_usage > 2000, "{with_usage} records with usage");
+}
