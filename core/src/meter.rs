@@ -289,15 +289,16 @@ impl Meter {
             })
             .collect();
 
-        let computed = if compute {
-            // Notes on the computed counts alone; the record's own notes join them below.
-            let mut cflags = Flags::EMPTY;
+        // Notes on the computed prompt and completion: the record carries each set when that
+        // count is the billed one, and `computed.flags` carries both.
+        let mut prompt_notes = Flags::EMPTY;
+        let mut completion_notes = Flags::EMPTY;
+        let mut computed = if compute {
             let parsed = self.request.as_deref().map(Request::parse);
             let req = match &parsed {
                 Some(Ok(r)) => Some(r),
                 Some(Err(_)) => {
                     flags.insert(Flags::REQUEST_UNPARSED);
-                    cflags.insert(Flags::REQUEST_UNPARSED);
                     None
                 }
                 None => None,
@@ -309,30 +310,42 @@ impl Meter {
                 rec.completion_tokens = Some(n);
                 completion += n;
                 if c.tools.len() > 1 || (endpoint == Endpoint::Responses && !c.tools.is_empty()) {
-                    flags.insert(Flags::COMPLETION_ESTIMATED);
-                    cflags.insert(Flags::COMPLETION_ESTIMATED);
+                    completion_notes.insert(Flags::COMPLETION_ESTIMATED);
+                }
+            }
+            if endpoint != Endpoint::Embeddings {
+                completion_notes.insert(Flags::COMPLETION_MAY_BE_ONE_SHORT);
+                if prompt::is_reasoning_model(model_name) {
+                    completion_notes.insert(Flags::REASONING_TOKENS_UNOBSERVABLE);
                 }
             }
             let (prompt_tokens, image_tokens) = match req {
                 Some(req) => {
                     let p = prompt::count_with(req, endpoint, model_name, encoding, &self.opts);
-                    if rep_prompt.is_none() {
-                        flags.insert(p.flags);
-                    }
-                    cflags.insert(p.flags);
+                    prompt_notes = p.flags;
                     (Some(p.tokens), p.image_tokens)
                 }
-                None => (None, None),
+                None => {
+                    prompt_notes = Flags::PROMPT_UNKNOWN;
+                    (None, None)
+                }
             };
             Some(ComputedUsage {
                 prompt_tokens,
                 completion_tokens: completion,
                 image_tokens,
-                flags: cflags,
+                // Set below, once the record's own flags are known.
+                flags: Flags::EMPTY,
             })
         } else {
             None
         };
+        if rep_prompt.is_none() {
+            flags.insert(prompt_notes);
+        }
+        if rep_completion.is_none() {
+            flags.insert(completion_notes);
+        }
 
         if reported.is_none() {
             flags.insert(Flags::NO_USAGE_REPORTED);
@@ -340,29 +353,12 @@ impl Meter {
                 flags.insert(Flags::RESPONSE_NOT_FINISHED);
             }
         }
-        let mut computed = computed;
         let prompt_tokens = rep_prompt
             .or_else(|| computed.as_ref().and_then(|c| c.prompt_tokens))
-            .unwrap_or_else(|| {
-                flags.insert(Flags::PROMPT_UNKNOWN);
-                0
-            });
-        let completion_tokens = match rep_completion {
-            Some(c) => c,
-            None => {
-                let c = computed.as_ref().map_or(0, |c| c.completion_tokens);
-                if endpoint != Endpoint::Embeddings {
-                    flags.insert(Flags::COMPLETION_MAY_BE_ONE_SHORT);
-                    if prompt::is_reasoning_model(model_name) {
-                        flags.insert(Flags::REASONING_TOKENS_UNOBSERVABLE);
-                    }
-                }
-                c
-            }
-        };
-        if rep_completion.is_some() {
-            flags = Flags(flags.0 & !Flags::COMPLETION_ESTIMATED.0);
-        }
+            .unwrap_or(0);
+        let completion_tokens = rep_completion
+            .or_else(|| computed.as_ref().map(|c| c.completion_tokens))
+            .unwrap_or(0);
         let total_tokens = match (rep_total, all_reported) {
             (Some(t), true) => t,
             _ => prompt_tokens.saturating_add(completion_tokens),
@@ -392,16 +388,7 @@ impl Meter {
             });
         if let Some(c) = computed.as_mut() {
             // The flags the record would carry were the computed counts the billed ones.
-            let mut f = flags | c.flags;
-            if endpoint != Endpoint::Embeddings {
-                f.insert(Flags::COMPLETION_MAY_BE_ONE_SHORT);
-                if prompt::is_reasoning_model(model_name) {
-                    f.insert(Flags::REASONING_TOKENS_UNOBSERVABLE);
-                }
-            }
-            if c.prompt_tokens.is_none() {
-                f.insert(Flags::PROMPT_UNKNOWN);
-            }
+            let f = flags | prompt_notes | completion_notes;
             let about_reported =
                 Flags::NO_USAGE_REPORTED | Flags::INVALID_USAGE_VALUE | Flags::USAGE_REPEATED;
             c.flags = Flags(f.0 & !about_reported.0);
