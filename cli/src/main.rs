@@ -13,10 +13,12 @@ mod lines;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufWriter, Write};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use usagetap::image::ImageSize;
 use usagetap::{Encoding, Meter, MeterOptions};
 
 const USAGE: &str = "usage:
@@ -148,7 +150,7 @@ struct Line<'a> {
     deployment: Option<String>,
     /// Sizes of images at http(s) URLs, which are never fetched.
     #[serde(default)]
-    image_sizes: Option<HashMap<String, (u32, u32)>>,
+    image_sizes: Option<HashMap<String, ImageSize>>,
 }
 
 /// One output object: `id` first, then the record's fields (or an error record).
@@ -175,15 +177,13 @@ fn meter_line(line: &[u8], reconcile: bool, feed_chunk: usize) -> Value {
     let Some(body) = parsed.response_body else {
         return error_record(obj, "input line has no response_body string".into());
     };
-    let mut opts = MeterOptions {
+    let opts = MeterOptions {
         reconcile,
         model: parsed.model,
         deployment: parsed.deployment,
+        image_sizes: Arc::new(parsed.image_sizes.unwrap_or_default()),
         ..MeterOptions::default()
     };
-    for (url, (width, height)) in parsed.image_sizes.unwrap_or_default() {
-        opts.image_size(url, width, height);
-    }
     let mut meter = Meter::new(opts);
     if let Some(req) = parsed.request {
         let raw = req.get();

@@ -55,13 +55,21 @@ pub const MAX_DATA_URL_REACH: usize = 1 << 20;
 /// Width and height of an image in pixels, exactly as its header declares them.
 ///
 /// Headers can lie. Any `u32` values (0, `u32::MAX`, ...) are passed through unchanged, and
-/// [`image_tokens`] accepts all of them without overflow or panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// [`image_tokens`] accepts all of them without overflow or panic. A host's size
+/// (`MeterOptions::image_sizes`) reads from JSON as `[width, height]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(from = "(u32, u32)")]
 pub struct ImageSize {
     /// Width in pixels.
     pub width: u32,
     /// Height in pixels.
     pub height: u32,
+}
+
+impl From<(u32, u32)> for ImageSize {
+    fn from((width, height): (u32, u32)) -> Self {
+        ImageSize { width, height }
+    }
 }
 
 /// Image container format, recognised by magic bytes (never by the declared MIME type).

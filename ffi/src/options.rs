@@ -20,7 +20,7 @@ struct OptionsJson {
     model: Option<String>,
     deployment: Option<String>,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, (u32, u32)>>,
+    image_sizes: Option<HashMap<String, ImageSize>>,
     endpoint: Option<String>,
     reconcile: Option<bool>,
     limits: Option<LimitsJson>,
@@ -62,13 +62,7 @@ pub(crate) fn parse(json: &str) -> Result<MeterOptions, Failure> {
         model: p.model.filter(|m| !m.is_empty()),
         deployment: p.deployment.filter(|d| !d.is_empty()),
         deployments: Arc::new(p.deployments.unwrap_or_default()),
-        image_sizes: Arc::new(
-            p.image_sizes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(url, (width, height))| (url, ImageSize { width, height }))
-                .collect(),
-        ),
+        image_sizes: Arc::new(p.image_sizes.unwrap_or_default()),
         reconcile: p.reconcile.unwrap_or(false),
         ..MeterOptions::default()
     };

@@ -244,7 +244,7 @@ fn options(
                 wh.len()
             )));
         };
-        sizes.insert(url, usagetap::image::ImageSize { width, height });
+        sizes.insert(url, usagetap::image::ImageSize::from((width, height)));
     }
     Ok(MeterOptions {
         limits: l,
