@@ -982,8 +982,8 @@ fn unverified_schema(f: &Value, responses: bool, model: &str) -> bool {
     let titled = non_empty_str(params.get("title")).is_some();
     non_empty_str(params.get("description")).is_some()
         || (titled && (responses || no_property_comments(f)))
-        || nested_array_items(params, 0)
-        || (june_2023_snapshot(model) && property_titles(params, 0))
+        || nested_array_items(params)
+        || (june_2023_snapshot(model) && property_titles(params))
 }
 
 /// Whether `model` is, or may resolve to, one of the June 2023 snapshots that introduced
@@ -997,38 +997,38 @@ fn june_2023_snapshot(model: &str) -> bool {
 }
 
 /// Whether any property of `schema`, at any depth, carries a non-empty `title`.
-fn property_titles(schema: &Value, depth: usize) -> bool {
-    if depth > MAX_SCHEMA_DEPTH {
-        return false;
-    }
-    properties(schema)
-        .any(|p| non_empty_str(p.get("title")).is_some() || property_titles(p, depth + 1))
-        || schema
-            .get("items")
-            .is_some_and(|i| property_titles(i, depth + 1))
+fn property_titles(schema: &Value) -> bool {
+    any_subschema(schema, 0, &|s| {
+        properties(s).any(|p| non_empty_str(p.get("title")).is_some())
+    })
+}
+
+/// Whether `f` holds for `schema` or any schema nested in it through `properties` and `items`,
+/// down to [`MAX_SCHEMA_DEPTH`].
+fn any_subschema(schema: &Value, depth: usize, f: &impl Fn(&Value) -> bool) -> bool {
+    depth <= MAX_SCHEMA_DEPTH
+        && (f(schema)
+            || properties(schema)
+                .chain(schema.get("items"))
+                .any(|v| any_subschema(v, depth + 1, f)))
 }
 
 /// Whether `schema` holds, at any depth, an array of objects whose item properties include an
 /// array or a type list.
-fn nested_array_items(schema: &Value, depth: usize) -> bool {
-    if depth > MAX_SCHEMA_DEPTH {
-        return false;
-    }
-    let items = schema.get("items").filter(|i| {
-        i.get("type").and_then(Value::as_str) == Some("object") || i.get("properties").is_some()
-    });
-    if let Some(items) = items {
-        let odd = properties(items).any(|p| {
-            p.get("type")
-                .is_some_and(|t| t.is_array() || t.as_str() == Some("array"))
-        });
-        if odd {
-            return true;
-        }
-    }
-    properties(schema)
-        .chain(items)
-        .any(|v| nested_array_items(v, depth + 1))
+fn nested_array_items(schema: &Value) -> bool {
+    any_subschema(schema, 0, &|s| {
+        s.get("items")
+            .filter(|i| {
+                i.get("type").and_then(Value::as_str) == Some("object")
+                    || i.get("properties").is_some()
+            })
+            .is_some_and(|items| {
+                properties(items).any(|p| {
+                    p.get("type")
+                        .is_some_and(|t| t.is_array() || t.as_str() == Some("array"))
+                })
+            })
+    })
 }
 
 /// The property schemas of an object schema.
@@ -2022,6 +2022,17 @@ type ping = () => any;\n\n\
             .contains(Flags::PROMPT_ESTIMATED));
         let flat = nested.replace(r#"["string","null"]"#, r#""string""#);
         assert!(chat_count(&flat, "gpt-4o", e).flags.is_empty());
+        // At any depth, arrays of arrays included.
+        let deeper = nested
+            .replace(
+                r#""items":{"type":"object""#,
+                r#""items":{"type":"array","items":{"type":"object""#,
+            )
+            .replace("}}}}}}}]}", "}}}}}}}}]}");
+        assert!(Request::parse(deeper.as_bytes()).is_ok(), "{deeper}");
+        assert!(chat_count(&deeper, "gpt-4o", e)
+            .flags
+            .contains(Flags::PROMPT_ESTIMATED));
         // Property titles, nested ones included: verified from gpt-3.5-turbo-0125 on, an
         // estimate on the June 2023 snapshots and on the `gpt-4` name that resolves to one.
         let titled_prop = flat.replace(r#""type":"string""#, r#""title":"Tool","type":"string""#);
