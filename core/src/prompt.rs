@@ -299,9 +299,14 @@ impl<'m> Counter<'m> {
                     self.flags.insert(Flags::TOO_MANY_IMAGES);
                     0
                 };
-                let known = url.and_then(|u| self.image_sizes.get(u)).copied();
-                let t =
-                    image_part_tokens(self.model, url, detail, max_base64, known, &mut self.flags);
+                let t = image_part_tokens(
+                    self.model,
+                    url,
+                    detail,
+                    max_base64,
+                    self.image_sizes,
+                    &mut self.flags,
+                );
                 self.total = self
                     .total
                     .saturating_add(i64::try_from(t).unwrap_or(i64::MAX));
@@ -1340,7 +1345,7 @@ fn is_falsy(v: &Value) -> bool {
 
 /// Image tokens of one image part (chat `image_url`, Responses `input_image`), added to the
 /// prompt and to `image_tokens`: the size comes from the header of a `data:` URL (never
-/// fetched) or else from `known` (the host's entry for the URL), the tokens from the image rules
+/// fetched) or else from `sizes` (the host's entry for the URL), the tokens from the image rules
 /// of `model`. Without either (an http(s) URL the host did not size, a `file_id`, an unreadable
 /// header) the image is `image_size_unknown` and the image module's point estimate is used; a
 /// rule that is not verified or a missing size is `image_tokens_estimated`.
@@ -1349,14 +1354,20 @@ fn image_part_tokens(
     url: Option<&str>,
     detail: Option<&str>,
     max_base64: usize,
-    known: Option<image::ImageSize>,
+    sizes: &HashMap<String, image::ImageSize>,
     flags: &mut Flags,
 ) -> u64 {
+    // The host's map is consulted only when the header is not read: hashing a data URL of
+    // megabytes for nothing would cost more than reading its header.
     let size = url
         .filter(|u| max_base64 > 0 && u.starts_with("data:"))
         .and_then(|u| image::sniff_data_url(u, max_base64))
         .map(|(_, size)| size)
-        .or(known.filter(|s| s.width > 0 && s.height > 0));
+        .or_else(|| {
+            url.and_then(|u| sizes.get(u))
+                .copied()
+                .filter(|s| s.width > 0 && s.height > 0)
+        });
     if size.is_none() {
         flags.insert(Flags::IMAGE_SIZE_UNKNOWN);
     }
