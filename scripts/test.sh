@@ -45,9 +45,16 @@ printf '{"id":"bad-1","response_body":5}\nnot json\n{"id":"ok","response_body":"
 [ "$(wc -l < "$tmp/bad.jsonl")" = 3 ]
 grep -q '"id":"bad-1".*"status":"error"' "$tmp/bad.jsonl"
 for c in meter chargeback count encoding; do
-  "$bin" "$c" --help | grep -q "usagetap chargeback" || { echo "$c --help shows no usage" >&2; exit 1; }
+  help=$("$bin" "$c" --help)
+  grep -q "usagetap chargeback" <<<"$help" || { echo "$c --help shows no usage" >&2; exit 1; }
 done
-echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records; --help on every command"
+# A reader that stops early (head, grep -q) ends the run quietly with status 0, never a panic.
+for c in "meter $USAGETAP_CORPUS" "--help"; do
+  # shellcheck disable=SC2086
+  "$bin" $c 2> "$tmp/pipe.err" | head -c 1 > /dev/null
+  [ ! -s "$tmp/pipe.err" ] || { echo "usagetap $c | head: $(head -c 300 "$tmp/pipe.err")" >&2; exit 1; }
+done
+echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records; --help on every command; closed pipes end quietly"
 
 stage "CLI chargeback on the APIM samples: no raw subscription key in any output"
 for fmt in table csv json; do

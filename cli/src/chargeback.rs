@@ -139,7 +139,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Format::Csv => write_csv(&mut out, &ledger, &dims),
         Format::Json => write_json(&mut out, &ledger),
     };
-    w.and_then(|()| out.flush()).map_err(|e| e.to_string())
+    w.and_then(|()| out.flush()).map_err(crate::stdout_error)
 }
 
 /// Files named by the arguments; a directory gives its `*.jsonl` / `*.json` files, sorted.

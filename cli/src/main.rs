@@ -38,26 +38,32 @@ fn usage() -> String {
     USAGE.replace("{CHARGEBACK}", chargeback::USAGE)
 }
 
+/// Maps an error writing to stdout. A reader that went away (`| head`, `| grep -q`) ends the
+/// run at once with success and no message, as it does for other Unix filters; Rust ignores
+/// SIGPIPE, so without this the write fails and `println!` would panic.
+fn stdout_error(e: io::Error) -> String {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    format!("writing output: {e}")
+}
+
+/// Writes `text` and a newline to stdout (see [`stdout_error`]).
+fn say(text: &str) -> Result<(), String> {
+    writeln!(io::stdout().lock(), "{text}").map_err(stdout_error)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // `usagetap COMMAND --help` (or -h) shows the usage, whatever the command.
-    if args.len() > 1 && args[1..].iter().any(|a| a == "-h" || a == "--help") {
-        println!("{}", usage());
-        return ExitCode::SUCCESS;
-    }
     let result = match args.first().map(String::as_str) {
+        Some(_) if args[1..].iter().any(|a| a == "-h" || a == "--help") => say(&usage()),
         Some("meter") => meter_cmd(&args[1..]),
         Some("encoding") => encoding_cmd(&args[1..]),
         Some("count") => count_cmd(&args[1..]),
         Some("chargeback") => chargeback::run(&args[1..]),
-        Some("-h" | "--help" | "help") => {
-            println!("{}", usage());
-            Ok(())
-        }
-        Some("-V" | "--version") => {
-            println!("usagetap {}", env!("CARGO_PKG_VERSION"));
-            Ok(())
-        }
+        Some("-h" | "--help" | "help") => say(&usage()),
+        Some("-V" | "--version") => say(&format!("usagetap {}", env!("CARGO_PKG_VERSION"))),
         _ => Err(format!("expected a command\n{}", usage())),
     };
     match result {
@@ -130,10 +136,10 @@ fn meter_cmd(args: &[String]) -> Result<(), String> {
             lines::Line::Read if line.trim_ascii().is_empty() => continue,
             lines::Line::Read => meter_line(&line, reconcile, feed_chunk),
         };
-        serde_json::to_writer(&mut out, &rec).map_err(|e| e.to_string())?;
-        out.write_all(b"\n").map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut out, &rec).map_err(|e| stdout_error(e.into()))?;
+        out.write_all(b"\n").map_err(stdout_error)?;
     }
-    out.flush().map_err(|e| e.to_string())
+    out.flush().map_err(stdout_error)
 }
 
 #[derive(Deserialize)]
@@ -232,7 +238,7 @@ fn encoding_cmd(models: &[String]) -> Result<(), String> {
     let mut out = io::stdout().lock();
     for m in models {
         let e = Encoding::for_model(m).map_or("-", Encoding::name);
-        writeln!(out, "{m}\t{e}").map_err(|e| e.to_string())?;
+        writeln!(out, "{m}\t{e}").map_err(stdout_error)?;
     }
     Ok(())
 }
@@ -266,18 +272,12 @@ fn count_cmd(args: &[String]) -> Result<(), String> {
         let endpoint = req.endpoint().unwrap_or_default();
         let p = usagetap::prompt::count(&req, endpoint, &model, enc);
         let flags: Vec<&str> = p.flags.names().collect();
-        println!(
-            "{}",
-            serde_json::json!({"model": model, "encoding": enc.name(), "endpoint": endpoint.as_str(),
+        say(&serde_json::json!({"model": model, "encoding": enc.name(), "endpoint": endpoint.as_str(),
             "prompt_tokens": p.tokens, "image_tokens": p.image_tokens, "flags": flags})
-        );
+        .to_string())
     } else {
-        println!(
-            "{}",
-            usagetap::count_tokens(&text, model.as_deref().unwrap_or("gpt-4o"))
-        );
+        say(&usagetap::count_tokens(&text, model.as_deref().unwrap_or("gpt-4o")).to_string())
     }
-    Ok(())
 }
 
 #[cfg(test)]
