@@ -16,8 +16,9 @@ echo "== fresh venv at $VENV ($("$PYTHON" --version))"
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 VPY="$VENV/bin/python"
-"$VPY" -m pip install --quiet --upgrade pip
-"$VPY" -m pip install --quiet maturin pytest hypothesis mypy azure-functions tiktoken
+"$VPY" -m pip install --quiet pip==26.3
+# maturin, pytest, hypothesis, mypy, azure-functions, tiktoken and what they need, pinned.
+"$VPY" -m pip install --quiet -r "$ROOT/python/requirements-test.txt"
 
 echo "== maturin build (dev profile: dependencies and the core are optimised, see python/Cargo.toml)"
 rm -f "$WHEELS"/usagetap-*.whl

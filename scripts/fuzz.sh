@@ -7,7 +7,9 @@
 #
 # Runs on the stable toolchain: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly flags
 # (-Zsanitizer=address). cargo-fuzz is installed into target/tools when it is missing.
-# FUZZ_JOBS (default 2) targets run at once; FUZZ_ARGS adds libFuzzer flags; FUZZ_SANITIZER
+# FUZZ_JOBS (default 2) targets run at once; FUZZ_ARGS adds libFuzzer flags (the test command
+# passes -seed=1, so its brief run explores the same inputs each time, a prefix of them on a
+# slower machine, and a finding there reproduces; runs without it are random); FUZZ_SANITIZER
 # (default address; none builds and runs faster: the core has no unsafe code, ASan watches the
 # dependencies' unsafe code).
 set -euo pipefail
@@ -20,7 +22,7 @@ export RUSTC_BOOTSTRAP=1
 export PATH="$ROOT/target/tools/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
     echo "fuzz: installing cargo-fuzz into target/tools" >&2
-    cargo install cargo-fuzz --locked --root "$ROOT/target/tools" >&2
+    cargo install cargo-fuzz --version 0.13.2 --locked --root "$ROOT/target/tools" >&2
 fi
 
 python3 fuzz/seed.py --max "${FUZZ_SEEDS:-400}" 2>/dev/null
