@@ -49,11 +49,12 @@ for c in meter chargeback count encoding; do
   grep -q "usagetap chargeback" <<<"$help" || { echo "$c --help shows no usage" >&2; exit 1; }
 done
 # A reader that stops early (head, grep -q) ends the run quietly with status 0, never a panic.
-closed() { echo "usagetap $1 | head -c 1: $(head -c 300 "$tmp/pipe.err")" >&2; exit 1; }
-"$bin" meter "$USAGETAP_CORPUS" 2> "$tmp/pipe.err" | head -c 1 > /dev/null || closed meter
-[ ! -s "$tmp/pipe.err" ] || closed meter
-"$bin" --help 2> "$tmp/pipe.err" | head -c 1 > /dev/null || closed --help
-[ ! -s "$tmp/pipe.err" ] || closed --help
+quiet_when_closed() {
+  "$bin" "$@" 2> "$tmp/pipe.err" | head -c 1 > /dev/null && [ ! -s "$tmp/pipe.err" ] ||
+    { echo "usagetap $1 | head -c 1: $(head -c 300 "$tmp/pipe.err")" >&2; exit 1; }
+}
+quiet_when_closed meter "$USAGETAP_CORPUS"
+quiet_when_closed --help
 echo "cli: $lines_out records, identical for --feed-chunk 1, 7, 4096; bad lines give error records; --help on every command; closed pipes end quietly"
 
 stage "CLI chargeback on the APIM samples: no raw subscription key in any output"
