@@ -24,6 +24,9 @@ fi
 stage "Rust: unit, corpus, split-invariance and doc tests"
 cargo test --workspace --locked
 
+stage "API docs build without warnings (cargo doc)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked -q
+
 stage "Benches compile"
 cargo bench -p usagetap-benches --locked --no-run
 
