@@ -1134,7 +1134,7 @@ mod tests {
                     assert_eq!(string_stop::<false>(&v), want, "len {len} at {at}");
                     let want = v
                         .iter()
-                        .position(|&b| b == b'"' || b == b'\\' || b < 0x20 || b >= 0x80);
+                        .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b));
                     assert_eq!(string_stop::<true>(&v), want, "len {len} at {at}, keys");
                 }
             }

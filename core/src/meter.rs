@@ -1503,8 +1503,10 @@ mod tests {
             }
             let req = serde_json::to_vec(&v["request"]).unwrap();
             let body = v["response_body"].as_str().unwrap();
-            let mut o = MeterOptions::default();
-            o.reconcile = true;
+            let o = MeterOptions {
+                reconcile: true,
+                ..MeterOptions::default()
+            };
             let fast = meter(o.clone(), &req, body.as_bytes()).unwrap();
             let full = full_path(|| meter(o, &req, body.as_bytes()).unwrap());
             assert_eq!(fast, full, "{}", v["id"]);
@@ -1521,8 +1523,10 @@ mod tests {
         let req = br#"{"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"What is it?"},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}]}"#;
         let reply = r#"{"id":"c","object":"chat.completion","model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"A cat."},"finish_reason":"stop"}]USAGE}"#;
         let prompt_notes = Flags::IMAGE_SIZE_UNKNOWN | Flags::IMAGE_TOKENS_ESTIMATED;
-        let mut o = MeterOptions::default();
-        o.reconcile = true;
+        let o = MeterOptions {
+            reconcile: true,
+            ..MeterOptions::default()
+        };
         let usage = r#","usage":{"prompt_tokens":300,"completion_tokens":3,"total_tokens":303}"#;
         let with_usage = reply.replace("USAGE", usage);
         let billed = meter(o.clone(), req, with_usage.as_bytes()).unwrap();

@@ -130,8 +130,10 @@ fn computed_completion_rates() {
     let recs = common::load();
     let mut rates: BTreeMap<(String, &'static str, &'static str), Rate> = BTreeMap::new();
     let mut totals: BTreeMap<&'static str, Rate> = BTreeMap::new();
-    let mut opts = MeterOptions::default();
-    opts.reconcile = true;
+    let opts = MeterOptions {
+        reconcile: true,
+        ..MeterOptions::default()
+    };
     for r in recs.iter().filter(|r| r.endpoint == "chat.completions") {
         let Some(u) = &r.usage else { continue };
         let rec = meter(opts.clone(), &r.request, r.response.as_bytes()).expect("meter");
@@ -232,8 +234,10 @@ fn computed_completion_rates() {
 #[test]
 fn computed_rates_for_other_endpoints() {
     let recs = common::load();
-    let mut opts = MeterOptions::default();
-    opts.reconcile = true;
+    let opts = MeterOptions {
+        reconcile: true,
+        ..MeterOptions::default()
+    };
     let mut rates: BTreeMap<&'static str, Rate> = BTreeMap::new();
     for r in recs.iter().filter(|r| r.endpoint != "chat.completions") {
         let Some(u) = &r.usage else { continue };
@@ -292,8 +296,10 @@ fn computed_rates_for_other_endpoints() {
 /// ones.
 #[test]
 fn reconciling_changes_nothing_billed() {
-    let mut reconcile = MeterOptions::default();
-    reconcile.reconcile = true;
+    let reconcile = MeterOptions {
+        reconcile: true,
+        ..MeterOptions::default()
+    };
     let mut with_usage = 0;
     for r in &common::load() {
         let plain = meter(MeterOptions::default(), &r.request, r.response.as_bytes()).unwrap();

@@ -6,8 +6,10 @@ use proptest::prelude::*;
 use usagetap::{Meter, MeterOptions, UsageRecord};
 
 fn record(request: &[u8], pieces: &[&[u8]], reconcile: bool) -> UsageRecord {
-    let mut opts = MeterOptions::default();
-    opts.reconcile = reconcile;
+    let opts = MeterOptions {
+        reconcile,
+        ..MeterOptions::default()
+    };
     let mut m = Meter::new(opts);
     let _ = m.request(request);
     for p in pieces {

@@ -7,8 +7,10 @@ use usagetap::MeterOptions;
 fuzz_target!(|data: &[u8]| {
     let parsed = Envelope::parse(data);
     let h = ConsumerHasher::new(b"fuzz");
-    let mut small = MeterOptions::default();
-    small.limits = usagetap_fuzz::small_limits();
+    let small = MeterOptions {
+        limits: usagetap_fuzz::small_limits(),
+        ..MeterOptions::default()
+    };
     for opts in [MeterOptions::default(), small] {
         let r = meter_envelope(data, &opts, &h);
         assert_eq!(r.is_ok(), parsed.is_ok());

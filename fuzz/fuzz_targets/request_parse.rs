@@ -26,8 +26,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // The image limits: past `max_images` images are flagged, never read.
-    let mut small = usagetap::MeterOptions::default();
-    small.limits = usagetap_fuzz::small_limits();
+    let mut small = usagetap::MeterOptions {
+        limits: usagetap_fuzz::small_limits(),
+        ..Default::default()
+    };
     small.image_size("https://example.com/a.png", 4096, 1);
     let p = prompt::count_with(&req, ep, "gpt-4o", Encoding::O200kBase, &small);
     if let Some(i) = p.image_tokens {
