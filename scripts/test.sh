@@ -21,6 +21,17 @@ else
   echo "rustfmt is not available and could not be installed: formatting not checked" >&2
 fi
 
+stage "Rust lints (clippy, warnings denied) of every crate"
+# The deny(clippy::...) attributes of the crates are only enforced where clippy runs.
+if cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked -q -- -D warnings
+  (cd python && CARGO_TARGET_DIR="$PWD/../target/python-build" cargo clippy --all-targets --locked -q -- -D warnings)
+  # The fuzz targets use the core's fuzzing-only hooks (`--cfg fuzzing`, as cargo-fuzz builds).
+  (cd fuzz && RUSTFLAGS="--cfg fuzzing" RUSTC_BOOTSTRAP=1 cargo clippy --all-targets --locked -q -- -D warnings)
+else
+  echo "clippy is not available and could not be installed: lints not checked" >&2
+fi
+
 stage "Rust: unit, corpus, split-invariance and doc tests"
 cargo test --workspace --locked
 
