@@ -12,24 +12,27 @@ if [ ! -f ../shared/corpus/dev.jsonl ] && [ -z "${USAGETAP_CORPUS:-}" ]; then
 fi
 export USAGETAP_CORPUS="${USAGETAP_CORPUS:-$(cd .. && pwd)/shared/corpus/dev.jsonl}"
 
+# True when the toolchain has `cargo $1` (installing the rustup component $2 if it can); says
+# so and is false when it has not, so a missing optional component skips its check, not the run.
+component() {
+  cargo "$1" --version >/dev/null 2>&1 || rustup component add "$2" >/dev/null 2>&1 ||
+    { echo "$2 is not available and could not be installed: not checked" >&2; return 1; }
+}
+
 stage "Rust formatting (rustfmt) of every crate"
-if cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt >/dev/null 2>&1; then
+if component fmt rustfmt; then
   cargo fmt --all -- --check
   (cd python && cargo fmt -- --check)
   (cd fuzz && cargo fmt -- --check)
-else
-  echo "rustfmt is not available and could not be installed: formatting not checked" >&2
 fi
 
 stage "Rust lints (clippy, warnings denied) of every crate"
 # The deny(clippy::...) attributes of the crates are only enforced where clippy runs.
-if cargo clippy --version >/dev/null 2>&1 || rustup component add clippy >/dev/null 2>&1; then
+if component clippy clippy; then
   cargo clippy --workspace --all-targets --locked -q -- -D warnings
   (cd python && CARGO_TARGET_DIR="$PWD/../target/python-build" cargo clippy --all-targets --locked -q -- -D warnings)
   # The fuzz targets use the core's fuzzing-only hooks (`--cfg fuzzing`, as cargo-fuzz builds).
   (cd fuzz && RUSTFLAGS="--cfg fuzzing" RUSTC_BOOTSTRAP=1 cargo clippy --all-targets --locked -q -- -D warnings)
-else
-  echo "clippy is not available and could not be installed: lints not checked" >&2
 fi
 
 stage "Rust: unit, corpus, split-invariance and doc tests"
