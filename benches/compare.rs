@@ -349,7 +349,7 @@ fn main() {
             path
         })
         .collect();
-    let glue = usagetap_benches::release_wheel_python(root, &["tiktoken"]).and_then(|py| {
+    let glue = usagetap_benches::release_wheel_python(root).and_then(|py| {
         usagetap_benches::run(
             Command::new(py)
                 .arg(root.join("python/bench/compare_glue.py"))

@@ -157,19 +157,18 @@ pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, String> {
 }
 
 /// The Python of a venv (`target/py-bench-venv`) holding a release build of the wheel (the
-/// test venv's is a dev build) and the `extra` packages; built with the maturin that
-/// `bash python/test.sh` installs in `target/py-venv`.
-pub fn release_wheel_python(
-    root: &std::path::Path,
-    extra: &[&str],
-) -> Result<std::path::PathBuf, String> {
+/// test venv's is a dev build) and the pinned tools of `python/requirements-test.txt`
+/// (maturin, tiktoken). The venv is made by `python/venv.sh` on first use, so the benches need
+/// no earlier step; later runs only rebuild and reinstall the wheel.
+pub fn release_wheel_python(root: &std::path::Path) -> Result<std::path::PathBuf, String> {
     use std::process::Command;
-    let maturin = root.join("target/py-venv/bin/maturin");
+    let venv = root.join("target/py-bench-venv");
+    let maturin = venv.join("bin/maturin");
     if !maturin.exists() {
-        return Err(format!(
-            "{} is missing: run `bash python/test.sh` first",
-            maturin.display()
-        ));
+        eprintln!("creating {} with the pinned tools (once)", venv.display());
+        run(Command::new("bash")
+            .arg(root.join("python/venv.sh"))
+            .arg(&venv))?;
     }
     let wheels = root.join("target/wheels-release");
     let _ = std::fs::remove_dir_all(&wheels);
@@ -182,10 +181,6 @@ pub fn release_wheel_python(
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or("no wheel built")?;
-    let venv = root.join("target/py-bench-venv");
-    if !venv.join("bin/python").exists() {
-        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
     let py = venv.join("bin/python");
     run(Command::new(&py)
         .args([
@@ -197,11 +192,6 @@ pub fn release_wheel_python(
             "--force-reinstall",
         ])
         .arg(&wheel))?;
-    if !extra.is_empty() {
-        run(Command::new(&py)
-            .args(["-m", "pip", "install", "--quiet"])
-            .args(extra))?;
-    }
     Ok(py)
 }
 

@@ -3,12 +3,12 @@
 //!
 //! - `exchange`: meter one small JSON exchange (request + response with usage) from nothing to
 //!   its record;
-//! - `feed`: feed one SSE chunk (a typical 160-byte text delta) to an open meter.
+//! - `feed`: feed one SSE chunk (a typical 268-byte text delta) to an open meter.
 //!
 //! Run: `cargo bench -p usagetap-benches --bench overhead`. It builds the static library
 //! (`cargo build --release -p usagetap-ffi`) and the C program with `cc`, and a release wheel
-//! (with the maturin that `bash python/test.sh` installs in `target/py-venv`) into its own venv,
-//! `target/py-bench-venv`. A face whose tools are missing is reported as skipped.
+//! into its own venv, `target/py-bench-venv`, which `python/venv.sh` creates with the pinned
+//! tools on first use. A face whose tools are missing is reported as skipped.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -84,7 +84,7 @@ fn c_face(root: &Path, target: &Path, files: &[PathBuf]) -> Result<(f64, f64), S
 }
 
 fn python_face(root: &Path, files: &[PathBuf]) -> Result<(f64, f64), String> {
-    let py = usagetap_benches::release_wheel_python(root, &[])?;
+    let py = usagetap_benches::release_wheel_python(root)?;
     let out = usagetap_benches::run(
         Command::new(&py)
             .arg(root.join("python/bench/overhead.py"))

@@ -13,12 +13,9 @@ WHEELS="$ROOT/target/wheels"
 export CARGO_TARGET_DIR="$ROOT/target/python-build"
 
 echo "== fresh venv at $VENV ($("$PYTHON" --version))"
-rm -rf "$VENV"
-"$PYTHON" -m venv "$VENV"
-VPY="$VENV/bin/python"
-"$VPY" -m pip install --quiet pip==26.3
 # maturin, pytest, hypothesis, mypy, azure-functions, tiktoken and what they need, pinned.
-"$VPY" -m pip install --quiet -r "$ROOT/python/requirements-test.txt"
+PYTHON="$PYTHON" bash "$ROOT/python/venv.sh" "$VENV"
+VPY="$VENV/bin/python"
 
 echo "== maturin build (dev profile: dependencies and the core are optimised, see python/Cargo.toml)"
 rm -f "$WHEELS"/usagetap-*.whl

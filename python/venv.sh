@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Creates a fresh virtual environment at $1 with the pinned pip and the pinned tools of
+# python/requirements-test.txt (maturin, pytest, tiktoken, ...). Shared by python/test.sh and
+# the benches that build a release wheel, so both run the same tool versions.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${1:?usage: python/venv.sh DIR}"
+PYTHON="${PYTHON:-python3}"
+rm -rf "$VENV"
+"$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet pip==26.3
+"$VENV/bin/python" -m pip install --quiet -r "$ROOT/python/requirements-test.txt"
