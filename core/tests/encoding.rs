@@ -222,8 +222,17 @@ mod generated {
         ]
     }
 
+    /// Cases per property: 3,000 in the test command, any number on demand
+    /// (`USAGETAP_DIFF_CASES=2000000 cargo test --release -p usagetap --test encoding generated`).
+    fn cases() -> u32 {
+        std::env::var("USAGETAP_DIFF_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3000)
+    }
+
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
         #[test]
         fn counts_agree_on_generated_mixes(parts in proptest::collection::vec(fragment(), 0..24)) {
