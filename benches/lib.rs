@@ -158,14 +158,20 @@ pub fn run(cmd: &mut std::process::Command) -> Result<Vec<u8>, String> {
 
 /// The Python of a venv (`target/py-bench-venv`) holding a release build of the wheel (the
 /// test venv's is a dev build) and the pinned tools of `python/requirements-test.txt`
-/// (maturin, tiktoken). The venv is made by `python/venv.sh` on first use, so the benches need
-/// no earlier step; later runs only rebuild and reinstall the wheel.
+/// (maturin, tiktoken). The venv is made by `python/venv.sh` on first use (and again when the
+/// pins change), so the benches need no earlier step; later runs only rebuild and reinstall
+/// the wheel.
 pub fn release_wheel_python(root: &std::path::Path) -> Result<std::path::PathBuf, String> {
     use std::process::Command;
     let venv = root.join("target/py-bench-venv");
     let maturin = venv.join("bin/maturin");
-    if !maturin.exists() {
-        eprintln!("creating {} with the pinned tools (once)", venv.display());
+    // `python/venv.sh` copies the requirements last: a venv without the copy was cut short,
+    // and one with another copy predates a change of the pins.
+    let made_from = std::fs::read(venv.join("requirements-test.txt")).ok();
+    if made_from.is_none()
+        || made_from != std::fs::read(root.join("python/requirements-test.txt")).ok()
+    {
+        eprintln!("creating {} with the pinned tools", venv.display());
         run(Command::new("bash")
             .arg(root.join("python/venv.sh"))
             .arg(&venv))?;

@@ -223,7 +223,7 @@ mod generated {
     }
 
     /// Cases per property: 3,000 in the test command, any number on demand
-    /// (`USAGETAP_DIFF_CASES=2000000 cargo test --release -p usagetap --test encoding generated`).
+    /// (`USAGETAP_DIFF_CASES=3000000 cargo test --release -p usagetap --test encoding generated`).
     fn cases() -> u32 {
         std::env::var("USAGETAP_DIFF_CASES")
             .ok()
