@@ -550,7 +550,7 @@ impl<'a> Scanner<'a> {
     /// [`Self::opt_string`] for the value of `slot`, which it must accept ([`Slot::accepts`]).
     fn opt_value(&mut self, slot: Slot) -> Option<Option<&'a [u8]>> {
         let v = self.opt_string()?;
-        v.map_or(true, |v| slot.accepts(v)).then_some(v)
+        v.is_none_or(|v| slot.accepts(v)).then_some(v)
     }
 
     /// A string or `null`; any other value declines.

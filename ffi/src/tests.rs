@@ -932,7 +932,7 @@ fn rewrite_asks_streaming_requests_for_usage() {
     }
     // (NULL, 0): empty, nothing allocated.
     let mut out = usagetap_bytes {
-        data: 1 as *mut u8,
+        data: std::ptr::dangling_mut::<u8>(),
         len: 5,
     };
     let (mut changed, mut asked) = (7u32, 7u32);
