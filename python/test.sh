@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the usagetap wheel into a fresh virtual environment and runs the Python checks:
 # pytest on python/tests (corpus, streaming splits, errors, threads, the Azure Functions example)
-# and mypy.stubtest on the compiled module. Run from anywhere; needs python3 (>= 3.9), cargo,
+# and mypy.stubtest on the compiled module. Run from anywhere; needs python3 3.11 or 3.12 (the
+# pinned test tools' range; the wheel itself supports 3.9 and later), cargo,
 # ../shared/corpus/dev.jsonl beside the repo, and package registries only (PyPI, crates.io).
 set -euo pipefail
 

@@ -8,6 +8,11 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:?usage: python/venv.sh DIR}"
 PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))'; then
+    echo "python/venv.sh: the pinned tools need Python 3.11 or 3.12, found $("$PYTHON" --version 2>&1);" \
+        "set PYTHON to one" >&2
+    exit 1
+fi
 rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet pip==26.3
