@@ -950,11 +950,13 @@ impl Accum {
                 _ => Some(None),
             }
         }
-        let settled = self.id.is_some()
-            && self.model.is_some()
-            && self.created.is_some()
-            && self.endpoint.is_some()
-            && self.system_fingerprint.is_some();
+        // Settled: no metadata of this chunk can change anything. A field still unknown is
+        // settled too when the chunk does not carry it (a null `system_fingerprint`, say).
+        let settled = (self.id.is_some() || c.id.is_none())
+            && (self.model.is_some() || c.model.is_none())
+            && (self.created.is_some() || c.created.is_none())
+            && (self.endpoint.is_some() || c.object.is_none())
+            && (self.system_fingerprint.is_some() || c.system_fingerprint.is_none());
         // The chunk of nearly every stream: settled metadata, one choice, a piece of content.
         // Same effect as the general case below, without setting it up.
         if let (true, None, Some(ch), true) = (settled, &c.usage, &c.first, c.more.is_empty()) {
