@@ -279,6 +279,11 @@ impl Template {
         }
         // A failed fit may have filled some of `out`.
         *out = FastChunk::default();
+        self.scan_unfitted(p, out)
+    }
+
+    /// [`Self::scan`] of a `p` known not to fit the template.
+    pub(crate) fn scan_unfitted<'a>(&mut self, p: &'a [u8], out: &mut FastChunk<'a>) -> bool {
         let Some(skipped) = scan_noting(p, out) else {
             return false;
         };

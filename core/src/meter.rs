@@ -698,7 +698,13 @@ impl Accum {
 
     fn on_frame(&mut self, f: Frame<'_>) {
         self.frames += 1;
-        let data = f.data.trim_ascii();
+        self.on_data(f.data, f.event == b"error", false);
+    }
+
+    /// An event's data; `error`: the event's type is `error`; `unfitted`: `data` is known not
+    /// to fit the template, so it is scanned without trying it.
+    fn on_data(&mut self, data: &[u8], is_error_event: bool, unfitted: bool) {
+        let data = data.trim_ascii();
         if data.is_empty() {
             return;
         }
@@ -720,10 +726,14 @@ impl Accum {
                 .insert(Flags::JSON_TOO_DEEP | Flags::MALFORMED_EVENT_SKIPPED);
             return;
         }
-        let is_error_event = f.event == b"error";
         if !is_error_event && fast_path_enabled() {
             let mut c = fast::FastChunk::default();
-            if self.template.scan(data, &mut c) && self.apply_fast(&c) {
+            let read = if unfitted {
+                self.template.scan_unfitted(data, &mut c)
+            } else {
+                self.template.scan(data, &mut c)
+            };
+            if read && self.apply_fast(&c) {
                 return;
             }
         }
@@ -1170,16 +1180,28 @@ impl Sink for Accum {
         self.on_frame(f);
     }
 
-    /// A `data:` event shaped like the last one is read through the template where it lies,
-    /// before the framer searches its line ends: what `on_frame` would do with it, in fewer
-    /// steps. Anything else (another shape, a cut, a lowered depth limit, a string the fast
-    /// path cannot decode) is left to the framer and `on_frame`.
+    /// A `data:` event of one line is read where it lies: what `on_frame` would do with it, in
+    /// fewer steps. One shaped like the last is read through the template before the framer
+    /// searches its line ends; any other goes to `on_data` without trying the template again.
+    /// The rest (a cut, a lowered depth limit, a string the fast path cannot decode after a
+    /// fit) is left to the framer and `on_frame`.
     fn claim(&mut self, value: &[u8], max_data: usize) -> Option<usize> {
         if !self.fast_ready() {
             return None;
         }
         let mut c = fast::FastChunk::default();
-        let len = self.template.fit_line(value, &mut c)?;
+        let Some(len) = self.template.fit_line(value, &mut c) else {
+            // Scanned without another try of the template, which failed on these bytes. (Not
+            // trying it is always sound: a scan reads what a fit would.)
+            let len = memchr::memchr2(b'\n', b'\r', value)?;
+            if len > max_data {
+                return None;
+            }
+            let end = sse::event_end(&value[len..])?;
+            self.frames += 1;
+            self.on_data(&value[..len], false, true);
+            return Some(len + end);
+        };
         if len > max_data {
             return None;
         }
@@ -1766,6 +1788,8 @@ mod tests {
         };
         let (a, b, d, e) = (c("Hel"), c("lo"), c("!"), c("Hello, world"));
         let multi = format!("{}\n}}", &a[..a.len() - 1]);
+        let fin = r#"{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#;
+        let usage = r#"{"id":"x","object":"chat.completion.chunk","created":1,"model":"gpt-4o","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
         let streams = [
             format!("data: {a}\n\ndata: {b}\n\ndata: {d}\n\ndata: {e}\n\ndata: [DONE]\n\n"),
             format!("data: {a}\r\n\r\ndata: {b}\r\n\r\ndata: {d}\r\n\r\n"),
@@ -1783,6 +1807,15 @@ mod tests {
                 "data: {}\ndata: }}\n\ndata: {multi}\n\ndata: {b}\n\n",
                 &a[..a.len() - 1]
             ),
+            // Events of another shape are read where they lie too: a finish chunk, a usage
+            // chunk, [DONE], an error, a cut payload, empty data, data with surrounding
+            // whitespace, and text after [DONE].
+            format!("data: {a}\n\ndata: {fin}\n\ndata: {usage}\n\ndata: [DONE]\n\n"),
+            format!(
+                "data: {a}\n\ndata: {fin}\r\n\r\ndata: {{\"id\":\n\ndata: {b}\n\ndata: \n\ndata: {{\"error\":{{\"message\":\"x\"}}}}\n\n"
+            ),
+            format!("data: {a}\n\ndata: {fin} \n\ndata:  {usage}\n\ndata: {b}\n\ndata: [DONE]\n\ndata: {d}\n\n"),
+            format!("data: {a}\n\ndata: {usage}\r\rdata: {fin}\n\r\ndata: [DONE]\n"),
         ];
         // Around the longest event: a claim must leave one over a limit to the framer.
         let n = e.len();
