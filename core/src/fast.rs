@@ -383,37 +383,34 @@ impl Template {
                 out.more.push(c);
             }
         }
+        let b = &self.bytes[..];
+        // An equal run: template bytes from `t` equal payload bytes from `i`, up to template
+        // offset `reach`. Holes that lie wholly in the run are taken as they are (a string's
+        // end depends only on its bytes); only values that changed are searched, and a new
+        // run is measured after each.
         let (mut t, mut i) = (0, 0);
-        // Bytes from `i` in `p` equal to those from `t` in the template, measured lazily: holes
-        // that lie wholly in an equal run are taken as they are (a string's end depends only
-        // on its bytes), so only the values that changed are searched.
-        let mut same = 0;
+        let mut reach = common_prefix(p, b);
         for &(start, end, slot) in &self.holes {
-            if same < end - t {
-                same = common_prefix(&p[i..], &self.bytes[t..]);
-            }
-            let fixed = start - t;
-            if same < fixed + 1 {
-                return None;
-            }
-            let v = if same >= end - t {
-                let v = &p[i + fixed + 1..i + end - t - 1];
-                (same, i) = (same - (end - t), i + end - t);
-                v
+            let v = if end <= reach {
+                p.get(i + (start - t) + 1..i + (end - t) - 1)?
             } else {
+                // The bytes before the value, and its opening quote, must be the template's.
+                if reach <= start {
+                    return None;
+                }
                 let mut s = Scanner {
                     p,
-                    i: i + fixed,
+                    i: i + (start - t),
                     skipped: Skipped::default(),
                 };
                 let v = s.string_raw()?;
                 if !slot.accepts(v) {
                     return None;
                 }
-                (same, i) = (0, s.i);
+                (t, i) = (end, s.i);
+                reach = end + common_prefix(p.get(i..)?, b.get(end..)?);
                 v
             };
-            t = end;
             let v = Some(v);
             match slot {
                 Slot::Id => out.id = v,
