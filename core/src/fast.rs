@@ -480,8 +480,13 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
+    /// Skips JSON whitespace. Chunks rarely hold any, so the first byte is tested alone: every
+    /// JSON whitespace byte is at most a space.
     #[inline]
     fn ws(&mut self) {
+        if self.p.get(self.i).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.p.get(self.i) {
             self.i += 1;
         }
