@@ -1190,23 +1190,20 @@ impl Sink for Accum {
             return None;
         }
         let mut c = fast::FastChunk::default();
-        let Some(len) = self.template.fit_line(value, &mut c) else {
-            // Scanned without another try of the template, which failed on these bytes. (Not
-            // trying it is always sound: a scan reads what a fit would.)
-            let len = memchr::memchr2(b'\n', b'\r', value)?;
-            if len > max_data {
-                return None;
-            }
-            let end = sse::event_end(&value[len..])?;
-            self.frames += 1;
-            self.on_data(&value[..len], false, true);
-            return Some(len + end);
+        let fitted = self.template.fit_line(value, &mut c);
+        // A payload the template does not fit ends at its line end, and is scanned without
+        // another try of the template (always sound: a scan reads what a fit would).
+        let len = match fitted {
+            Some(len) => len,
+            None => memchr::memchr2(b'\n', b'\r', value)?,
         };
         if len > max_data {
             return None;
         }
         let end = sse::event_end(&value[len..])?;
-        if !self.apply_fast(&c) {
+        if fitted.is_none() {
+            self.on_data(&value[..len], false, true);
+        } else if !self.apply_fast(&c) {
             return None;
         }
         self.frames += 1;
