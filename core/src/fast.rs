@@ -50,18 +50,65 @@ fn utf8(v: &[u8]) -> bool {
     v.is_ascii() || std::str::from_utf8(v).is_ok()
 }
 
-/// Length of the longest common prefix of `a` and `b`, sixteen bytes at a time.
+/// Length of the longest common prefix of `a` and `b`, thirty-two bytes at a time. The last
+/// (partial) block is read as the final sixteen or eight bytes, overlapping bytes already found
+/// equal, so a short remainder costs one comparison rather than a byte loop: a template's
+/// runs are a few dozen bytes, and every fit ends on one.
 #[inline]
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    #[inline(always)]
+    fn w16(s: &[u8], i: usize) -> u128 {
+        u128::from_le_bytes(s[i..i + 16].try_into().unwrap_or([0; 16]))
+    }
+    #[inline(always)]
+    fn w8(s: &[u8], i: usize) -> u64 {
+        u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]))
+    }
     let n = a.len().min(b.len());
     let mut i = 0;
-    while i + 16 <= n {
-        let x = u128::from_le_bytes(a[i..i + 16].try_into().unwrap_or([0; 16]));
-        let y = u128::from_le_bytes(b[i..i + 16].try_into().unwrap_or([0; 16]));
-        if x != y {
-            return i + ((x ^ y).trailing_zeros() / 8) as usize;
+    while i + 32 <= n {
+        let d0 = w16(a, i) ^ w16(b, i);
+        let d1 = w16(a, i + 16) ^ w16(b, i + 16);
+        if d0 | d1 != 0 {
+            return if d0 != 0 {
+                i + (d0.trailing_zeros() / 8) as usize
+            } else {
+                i + 16 + (d1.trailing_zeros() / 8) as usize
+            };
+        }
+        i += 32;
+    }
+    if i + 16 <= n {
+        let d = w16(a, i) ^ w16(b, i);
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
         }
         i += 16;
+    }
+    if i == n {
+        return n;
+    }
+    // Bytes before `i` are equal, so the first difference in an overlapping window is at or
+    // after `i`.
+    if n >= 16 {
+        let d = w16(a, n - 16) ^ w16(b, n - 16);
+        return if d == 0 {
+            n
+        } else {
+            n - 16 + (d.trailing_zeros() / 8) as usize
+        };
+    }
+    if n >= 8 {
+        let d = w8(a, i) ^ w8(b, i);
+        if d != 0 {
+            return i + (d.trailing_zeros() / 8) as usize;
+        }
+        let d = w8(a, n - 8) ^ w8(b, n - 8);
+        return if d == 0 {
+            n
+        } else {
+            n - 8 + (d.trailing_zeros() / 8) as usize
+        };
     }
     i + a[i..n]
         .iter()
@@ -1113,6 +1160,30 @@ mod tests {
                 let want = format!("{:?}", scan(&p));
                 let got = format!("{:?}", template_scan(&mut t, &p));
                 prop_assert_eq!(got, want, "{}", String::from_utf8_lossy(&p));
+            }
+        }
+    }
+
+    #[test]
+    fn common_prefix_finds_the_first_difference() {
+        let naive = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        for len in 0..100 {
+            let a: Vec<u8> = (0..len as u8).collect();
+            // Equal, one slice shorter, and a difference at every position.
+            assert_eq!(common_prefix(&a, &a), len);
+            for cut in 0..len {
+                assert_eq!(common_prefix(&a, &a[..cut]), cut);
+                assert_eq!(common_prefix(&a[..cut], &a), cut);
+            }
+            for at in 0..len {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                // A later difference must not hide the first.
+                if at + 3 < len {
+                    b[at + 3] ^= 1;
+                }
+                assert_eq!(common_prefix(&a, &b), at, "len {len}, at {at}");
+                assert_eq!(common_prefix(&b, &a), naive(&b, &a));
             }
         }
     }
