@@ -168,11 +168,21 @@ fn value_end(input: &[u8], start: usize) -> (usize, bool) {
     }
 }
 
+/// `b` as text, invalid UTF-8 replaced. Valid text (nearly all of it) is checked by
+/// `str::from_utf8`, which reads ASCII a word at a time; `String::from_utf8_lossy` walks it a
+/// byte at a time.
+pub(crate) fn utf8_lossy(b: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(b) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(b),
+    }
+}
+
 /// Decodes the body of a JSON string (without quotes), leniently: an escape cut at the end or an
 /// invalid escape is dropped, invalid UTF-8 is replaced.
 pub fn unescape(body: &[u8]) -> Cow<'_, str> {
     if memchr::memchr(b'\\', body).is_none() {
-        return String::from_utf8_lossy(body);
+        return utf8_lossy(body);
     }
     let mut out: Vec<u8> = Vec::with_capacity(body.len());
     let mut i = 0;
@@ -215,7 +225,7 @@ pub fn unescape(body: &[u8]) -> Cow<'_, str> {
             _ => {}
         }
     }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
@@ -265,6 +275,17 @@ pub fn nests_deeper_than(input: &[u8], limit: usize) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_lossy_borrows_valid_text_and_replaces_the_rest() {
+        for b in [&b""[..], b"plain", "caf\u{e9} \u{1F600}".as_bytes()] {
+            assert!(matches!(utf8_lossy(b), Cow::Borrowed(s) if s.as_bytes() == b));
+        }
+        for b in [&b"a\xffb"[..], b"\xe2\x82", b"x\xed\xa0\x80y"] {
+            assert_eq!(utf8_lossy(b), String::from_utf8_lossy(b));
+        }
+        assert_eq!(unescape(b"a\\u00e9\xff"), "a\u{e9}\u{FFFD}");
+    }
 
     #[test]
     fn fields_and_spans() {

@@ -498,8 +498,8 @@ impl ChoiceAcc {
     /// - a text answer when the request defined tools: one more (two hundred records, every
     ///   family), and with a `json_schema` response format as well, five more.
     fn count(&self, enc: Encoding, ctx: &CompletionContext) -> u64 {
-        let mut n = enc.count(&String::from_utf8_lossy(&self.text))
-            + enc.count(&String::from_utf8_lossy(&self.refusal));
+        let mut n = enc.count(&json_scan::utf8_lossy(&self.text))
+            + enc.count(&json_scan::utf8_lossy(&self.refusal));
         n += self.output_messages as usize * RESPONSES_MESSAGE_FRAMING;
         match self.tools.as_slice() {
             [] => {
