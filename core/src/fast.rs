@@ -487,8 +487,9 @@ impl Template {
                 Slot::Skip | Slot::SkipText => {}
             }
         }
-        let tail = &self.bytes[t..];
-        (p.get(i..i + tail.len())? == tail).then_some(i + tail.len())
+        // The last run was measured to its end: it reaches the template's end exactly when the
+        // bytes after the last hole are the template's.
+        (reach == b.len()).then_some(i + (b.len() - t))
     }
 }
 
