@@ -984,6 +984,10 @@ pub(crate) fn text(raw: &[u8]) -> Option<std::borrow::Cow<'_, str>> {
 
 /// [`text`] as bytes that are UTF-8, which spares a plain string the conversion to `str`.
 pub(crate) fn text_bytes(raw: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+    // Most stream text is a token or two of ASCII without escapes, which one short loop tells.
+    if raw.len() <= 16 && raw.iter().all(|&b| b < 0x80 && b != b'\\') {
+        return Some(std::borrow::Cow::Borrowed(raw));
+    }
     if !utf8(raw) {
         return None;
     }
