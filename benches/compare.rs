@@ -1,6 +1,7 @@
 //! Side-by-side comparison, one run, medians: usagetap against the Rust pipeline a team would
 //! assemble from crates (serde_json per SSE line into a struct + tiktoken-rs on the joined text),
-//! on real recorded streams and long synthetic OpenAI / Azure streams; plus the cost of counting
+//! on real recorded streams (those with a usage chunk, the same with it removed, and those the
+//! service sent without one) and long synthetic OpenAI / Azure streams; plus the cost of counting
 //! the text alone, token counting alone against tiktoken-rs per encoding (corpus mixed text and
 //! English prose), the pathological inputs, and cold start per encoding in a fresh process; then
 //! the Python wheel (a release build, in `target/py-bench-venv`) against the Python glue
@@ -82,6 +83,39 @@ fn median<F: FnMut()>(mut f: F, budget: Duration) -> f64 {
         .collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Times several closures side by side for about `budget` in all and gives each one's median.
+/// Each is timed warm, in runs of its own (as a busy meter runs), in three blocks taken in
+/// turn: a shared host's speed drifts over seconds, and blocks spread that drift over every
+/// side alike, where one measurement after another would give it to one side. (Alternating
+/// single runs would measure each with the others' data in its caches.)
+fn medians(fs: &mut [&mut dyn FnMut()], budget: Duration) -> Vec<f64> {
+    const BLOCKS: usize = 3;
+    let share = budget / (BLOCKS * fs.len()) as u32;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); fs.len()];
+    for _ in 0..BLOCKS {
+        for (f, v) in fs.iter_mut().zip(&mut times) {
+            f();
+            let start = Instant::now();
+            // At least two timed runs per block, so every side has six or more.
+            for n in 1.. {
+                let t = Instant::now();
+                f();
+                v.push(t.elapsed().as_secs_f64());
+                if n >= 2 && start.elapsed() >= share {
+                    break;
+                }
+            }
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        })
+        .collect()
 }
 
 fn joined_text(body: &str) -> String {
@@ -190,6 +224,13 @@ fn main() {
                 .collect(),
         ),
         (
+            "real streams, sent without",
+            real.iter()
+                .filter(|(_, r)| !(r.contains("\"usage\":{") && r.contains("\"choices\":[]")))
+                .map(|(_, r)| r.clone())
+                .collect(),
+        ),
+        (
             "OpenAI 4k chunks, usage",
             vec![synthetic_openai(4000, true)],
         ),
@@ -220,39 +261,33 @@ fn main() {
     for (name, bodies) in &cases {
         let bytes: usize = bodies.iter().map(String::len).sum();
         let mb = bytes as f64 / 1e6;
-        let t_base = median(
-            || {
-                for b in bodies {
-                    black_box(baseline(b));
-                }
-            },
-            budget,
-        );
-        let t_tap = median(
-            || {
-                for b in bodies {
-                    black_box(usagetap(b));
-                }
-            },
-            budget,
-        );
         let texts: Vec<String> = bodies.iter().map(|b| joined_text(b)).collect();
-        let t_count = median(
-            || {
-                for t in &texts {
-                    black_box(Encoding::O200kBase.count(t));
-                }
-            },
-            budget,
+        let t = medians(
+            &mut [
+                &mut || {
+                    for b in bodies {
+                        black_box(baseline(b));
+                    }
+                },
+                &mut || {
+                    for b in bodies {
+                        black_box(usagetap(b));
+                    }
+                },
+                &mut || {
+                    for t in &texts {
+                        black_box(Encoding::O200kBase.count(t));
+                    }
+                },
+                &mut || {
+                    for b in bodies {
+                        black_box(memchr::memchr_iter(b'\n', black_box(b.as_bytes())).count());
+                    }
+                },
+            ],
+            4 * budget,
         );
-        let t_scan = median(
-            || {
-                for b in bodies {
-                    black_box(memchr::memchr_iter(b'\n', black_box(b.as_bytes())).count());
-                }
-            },
-            budget,
-        );
+        let (t_base, t_tap, t_count, t_scan) = (t[0], t[1], t[2], t[3]);
         println!(
             "{name:<28} {mb:>9.3} {:>13.1} {:>13.1} {:>7.1}x {:>17.2} {:>17.2}",
             mb / t_base,
@@ -281,18 +316,18 @@ fn main() {
             let ours = enc.count(text);
             let theirs = bpe.count_ordinary(text);
             assert_eq!(ours, theirs, "{enc} {name}");
-            let t_ref = median(
-                || {
-                    black_box(bpe.count_ordinary(black_box(text)));
-                },
-                budget,
+            let t = medians(
+                &mut [
+                    &mut || {
+                        black_box(bpe.count_ordinary(black_box(text)));
+                    },
+                    &mut || {
+                        black_box(enc.count(black_box(text)));
+                    },
+                ],
+                2 * budget,
             );
-            let t_tap = median(
-                || {
-                    black_box(enc.count(black_box(text)));
-                },
-                budget,
-            );
+            let (t_ref, t_tap) = (t[0], t[1]);
             println!(
                 "{:<14} {name:<20} {mb:>7.2} {:>16.1} {:>14.1} {:>6.1}x",
                 enc.name(),
