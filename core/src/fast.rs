@@ -61,8 +61,14 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         u128::from_le_bytes(s[i..i + 16].try_into().unwrap_or([0; 16]))
     }
     #[inline(always)]
-    fn w8(s: &[u8], i: usize) -> u64 {
-        u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8]))
+    fn w8(s: &[u8], i: usize) -> u128 {
+        u128::from(u64::from_le_bytes(s[i..i + 8].try_into().unwrap_or([0; 8])))
+    }
+    /// `at` plus the offset of the first set byte of `d` (the XOR of two words), or `None`
+    /// when the words are equal.
+    #[inline(always)]
+    fn differs(at: usize, d: u128) -> Option<usize> {
+        (d != 0).then(|| at + (d.trailing_zeros() / 8) as usize)
     }
     let n = a.len().min(b.len());
     let mut i = 0;
@@ -70,18 +76,13 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
         let d0 = w16(a, i) ^ w16(b, i);
         let d1 = w16(a, i + 16) ^ w16(b, i + 16);
         if d0 | d1 != 0 {
-            return if d0 != 0 {
-                i + (d0.trailing_zeros() / 8) as usize
-            } else {
-                i + 16 + (d1.trailing_zeros() / 8) as usize
-            };
+            return differs(i, d0).or(differs(i + 16, d1)).unwrap_or(n);
         }
         i += 32;
     }
     if i + 16 <= n {
-        let d = w16(a, i) ^ w16(b, i);
-        if d != 0 {
-            return i + (d.trailing_zeros() / 8) as usize;
+        if let Some(j) = differs(i, w16(a, i) ^ w16(b, i)) {
+            return j;
         }
         i += 16;
     }
@@ -91,24 +92,12 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     // Bytes before `i` are equal, so the first difference in an overlapping window is at or
     // after `i`.
     if n >= 16 {
-        let d = w16(a, n - 16) ^ w16(b, n - 16);
-        return if d == 0 {
-            n
-        } else {
-            n - 16 + (d.trailing_zeros() / 8) as usize
-        };
+        return differs(n - 16, w16(a, n - 16) ^ w16(b, n - 16)).unwrap_or(n);
     }
     if n >= 8 {
-        let d = w8(a, i) ^ w8(b, i);
-        if d != 0 {
-            return i + (d.trailing_zeros() / 8) as usize;
-        }
-        let d = w8(a, n - 8) ^ w8(b, n - 8);
-        return if d == 0 {
-            n
-        } else {
-            n - 8 + (d.trailing_zeros() / 8) as usize
-        };
+        return differs(i, w8(a, i) ^ w8(b, i))
+            .or(differs(n - 8, w8(a, n - 8) ^ w8(b, n - 8)))
+            .unwrap_or(n);
     }
     i + a[i..n]
         .iter()
