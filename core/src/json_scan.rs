@@ -225,7 +225,11 @@ pub fn unescape(body: &[u8]) -> Cow<'_, str> {
             _ => {}
         }
     }
-    Cow::Owned(String::from_utf8(out).unwrap_or_else(|e| utf8_lossy(e.as_bytes()).into_owned()))
+    // The vector is taken, not copied; invalid bytes are already known in the error case.
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
 }
 
 fn hex4(b: &[u8], i: usize) -> Option<u32> {
