@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use usagetap::{Encoding, Meter, MeterOptions};
 use usagetap_benches::{
-    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai,
-    without_usage,
+    carries_usage_chunk, corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure,
+    synthetic_openai, without_usage,
 };
 
 #[derive(Deserialize)]
@@ -65,24 +65,6 @@ fn usagetap(body: &str) -> u64 {
     let mut m = Meter::new(MeterOptions::default());
     m.feed(body.as_bytes()).expect("feed");
     m.finish().expect("finish").completion_tokens
-}
-
-/// Median seconds of `f` over enough repetitions to fill about `budget`.
-fn median<F: FnMut()>(mut f: F, budget: Duration) -> f64 {
-    f();
-    let t = Instant::now();
-    f();
-    let one = t.elapsed().max(Duration::from_nanos(100));
-    let reps = ((budget.as_secs_f64() / one.as_secs_f64()) as usize).clamp(5, 2001);
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Times several closures side by side for about `budget` in all and gives each one's median.
@@ -212,21 +194,21 @@ fn main() {
         (
             "real streams, usage chunk",
             real.iter()
-                .filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+                .filter(|(_, r)| carries_usage_chunk(r))
                 .map(|(_, r)| r.clone())
                 .collect(),
         ),
         (
             "real streams, no usage",
             real.iter()
-                .filter(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+                .filter(|(_, r)| carries_usage_chunk(r))
                 .map(|(_, r)| without_usage(r))
                 .collect(),
         ),
         (
             "real streams, sent without",
             real.iter()
-                .filter(|(_, r)| !(r.contains("\"usage\":{") && r.contains("\"choices\":[]")))
+                .filter(|(_, r)| !carries_usage_chunk(r))
                 .map(|(_, r)| r.clone())
                 .collect(),
         ),
@@ -342,12 +324,12 @@ fn main() {
     for (unit, n) in [("a", 1_000_000), ("_", 50_000), (" ", 1_000_000)] {
         let text = unit.repeat(n);
         for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
-            let t = median(
-                || {
+            let t = medians(
+                &mut [&mut || {
                     black_box(enc.count(black_box(&text)));
-                },
+                }],
                 Duration::from_millis(500),
-            );
+            )[0];
             println!("  {:<12} {unit:?} x {n:<9} {:>8.1} ms", enc.name(), t * 1e3);
         }
     }

@@ -29,11 +29,17 @@ pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
     v
 }
 
+/// Whether `s` (a stream, or one line of it) holds a usage chunk: a `usage` object with an
+/// empty `choices`, as `include_usage` sends it last.
+pub fn carries_usage_chunk(s: &str) -> bool {
+    s.contains("\"usage\":{") && s.contains("\"choices\":[]")
+}
+
 /// Removes the usage chunk from a stream (what a client without `include_usage` receives).
 pub fn without_usage(stream: &str) -> String {
     stream
         .split_inclusive('\n')
-        .filter(|l| !(l.contains("\"usage\":{") && l.contains("\"choices\":[]")))
+        .filter(|l| !carries_usage_chunk(l))
         .collect()
 }
 

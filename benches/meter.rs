@@ -7,8 +7,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use usagetap::sse::Framer;
 use usagetap::{Encoding, Meter, MeterOptions};
 use usagetap_benches::{
-    corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure, synthetic_openai,
-    without_usage,
+    carries_usage_chunk, corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure,
+    synthetic_openai, without_usage,
 };
 
 fn meter_once(req: &[u8], body: &[u8], piece: usize) -> u64 {
@@ -26,7 +26,7 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, String)> {
     let real = corpus_chat_streams();
     let (req, with) = real
         .iter()
-        .find(|(_, r)| r.contains("\"usage\":{") && r.contains("\"choices\":[]"))
+        .find(|(_, r)| carries_usage_chunk(r))
         .cloned()
         .expect("a real stream with a usage chunk");
     vec![
