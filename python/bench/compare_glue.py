@@ -41,7 +41,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import tiktoken
 import tiktoken_ext.openai_public as tiktoken_public
@@ -99,10 +99,23 @@ def glue(enc: tiktoken.Encoding, body: str) -> int:
     return len(enc.encode_ordinary("".join(parts)))
 
 
+def glue_all(enc: tiktoken.Encoding, streams: List[Dict[str, Any]]) -> None:
+    for r in streams:
+        glue(enc, r["response_body"])
+
+
+def meter_all(exchanges: List[Tuple[Optional[bytes], bytes]]) -> None:
+    """`usagetap.meter(request, body)` for each pair, as a gateway calls it (`request` may be
+    None: the body alone)."""
+    meter = usagetap.meter
+    for request, body in exchanges:
+        meter(request, body)
+
+
 def best(fn: Callable[[], Any], repeat: int, budget: float = 0.5) -> float:
     """Least time of at least `repeat` runs, run on until `budget` seconds have passed: a pass of
     the wheel over the corpus takes a few milliseconds, and a handful of those is noise."""
-    times = []
+    times: List[float] = []
     start = time.perf_counter()
     while len(times) < repeat or time.perf_counter() - start < budget:
         t0 = time.perf_counter()
@@ -136,13 +149,7 @@ def main() -> None:
     glue(enc, streams[0]["response_body"])
     usagetap.meter(streams[0]["request_bytes"], streams[0]["body_bytes"], reconcile=True)
 
-    def run_glue() -> None:
-        for r in streams:
-            glue(enc, r["response_body"])
-
-    def run_meter() -> None:
-        for r in streams:
-            usagetap.meter(r["request_bytes"], r["body_bytes"])
+    exchanges = [(r["request_bytes"], r["body_bytes"]) for r in streams]
 
     def run_reconcile() -> None:
         for r in streams:
@@ -160,9 +167,9 @@ def main() -> None:
     print(f"{len(streams)} chat-completions streams ({with_usage} with a usage chunk), {mb:.2f} MB of SSE; "
           f"least of {args.repeat}+ runs and 0.5 s; Python {sys.version.split()[0]}, tiktoken {tiktoken.__version__}, "
           f"usagetap {usagetap.__version__}")
-    t_glue = best(run_glue, args.repeat)
+    t_glue = best(lambda: glue_all(enc, streams), args.repeat)
     print(f"{'glue (json.loads per line + tiktoken)':44s} {mb / t_glue:8.2f} MB/s")
-    for name, fn in [("usagetap.meter", run_meter), ("usagetap.meter reconcile=True", run_reconcile),
+    for name, fn in [("usagetap.meter", lambda: meter_all(exchanges)), ("usagetap.meter reconcile=True", run_reconcile),
                      ("usagetap.Meter 1 KiB feeds, reconcile=True", run_feeds)]:
         t = best(fn, args.repeat)
         print(f"{name:44s} {mb / t:8.2f} MB/s   {t_glue / t:6.1f}x the glue")
@@ -179,23 +186,11 @@ def by_kind(enc: tiktoken.Encoding, streams: List[Dict[str, Any]], repeat: int) 
     for name, kind in [("with a usage chunk", [r for r in streams if r["reported_usage"]]),
                        ("without usage", [r for r in streams if not r["reported_usage"]])]:
         mb = sum(len(r["body_bytes"]) for r in kind) / 1e6
-        meter = usagetap.meter
-
-        def run_glue() -> None:
-            for r in kind:
-                glue(enc, r["response_body"])
-
-        def run_meter() -> None:
-            for r in kind:
-                meter(r["request_bytes"], r["body_bytes"])
-
-        def run_alone() -> None:
-            for r in kind:
-                meter(None, r["body_bytes"])
-
-        t_glue = best(run_glue, repeat)
-        t_meter = best(run_meter, repeat)
-        t_alone = best(run_alone, repeat)
+        with_request = [(r["request_bytes"], r["body_bytes"]) for r in kind]
+        alone: List[Tuple[Optional[bytes], bytes]] = [(None, r["body_bytes"]) for r in kind]
+        t_glue = best(lambda: glue_all(enc, kind), repeat)
+        t_meter = best(lambda: meter_all(with_request), repeat)
+        t_alone = best(lambda: meter_all(alone), repeat)
         print(f"{name:24s} {len(kind):4d} {mb:5.2f} {mb / t_glue:10.1f} {mb / t_meter:11.1f} {t_glue / t_meter:6.1f}x "
               f"{mb / t_alone:16.1f} {t_glue / t_alone:6.1f}x")
 
