@@ -6,7 +6,12 @@
 //! with [`wire::decode`](crate::wire::decode) instead. It accepts only payloads the full decoder
 //! accepts, and reads them the same way, so it changes speed, never records, on any bytes (the
 //! `fast_vs_full` fuzz target compares the two paths).
+//!
+//! The same scanner gives `Meter::request` a quick check of a request body
+//! ([`request_shape`]), which spares the full parse of a plain request until a prompt must be
+//! counted.
 
+use crate::request::Shape;
 use crate::wire;
 
 /// Deepest value the scanner skips; deeper ones go to the full decoder, which enforces
@@ -959,6 +964,89 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Longest number a request may hold for [`request_shape`]: the request's typed fields parse
+/// numbers as `f64` and reject one out of its range, which takes over 300 digits.
+const MAX_REQUEST_NUMBER: usize = 300;
+
+/// The [`Shape`] of a request body, read in one pass when the full parse
+/// ([`Request::parse`](crate::request::Request::parse)) certainly accepts the body and would
+/// give the same shape; `None` otherwise, and the caller parses. The pass checks every value as
+/// strictly as the parse (UTF-8, strings, numbers, nesting within `max_depth` levels) and
+/// declines on anything the parse's typed fields could still reject: a repeated key in any
+/// object (the parse rejects a repeated known field), an escaped or non-ASCII key, a number
+/// with an exponent or over [`MAX_REQUEST_NUMBER`] bytes, a surrogate escape. The
+/// `request_parse` fuzz target compares the two.
+pub(crate) fn request_shape(body: &[u8], max_depth: usize) -> Option<Shape<'_>> {
+    use std::borrow::Cow;
+    if !utf8(body) {
+        return None;
+    }
+    // The object itself is one level.
+    let inner = max_depth.min(MAX_SKIP_DEPTH).checked_sub(1)?;
+    let mut s = Scanner {
+        p: body,
+        i: 0,
+        skipped: Skipped::default(),
+    };
+    let mut shape = Shape::default();
+    s.ws();
+    s.object(|s, key| {
+        let value = s.i;
+        s.checked(inner)?;
+        let v = &s.p[value..s.i];
+        let string = v[0] == b'"';
+        let present = v != b"null";
+        match key {
+            b"model" if string => match text(&v[1..v.len() - 1])? {
+                Cow::Borrowed(m) => shape.model = Some(m),
+                Cow::Owned(_) => return None,
+            },
+            b"messages" => shape.messages = present,
+            b"prompt" => shape.prompt = present,
+            b"input" => shape.input = present,
+            b"encoding_format" => shape.embedding_options |= string,
+            b"dimensions" => match v[0] {
+                // A plain integer that fits in `i64`; other numbers are the parse's to judge.
+                b'0'..=b'9' if v.len() <= 18 && v.iter().all(u8::is_ascii_digit) => {
+                    shape.embedding_options = true;
+                }
+                b'-' | b'0'..=b'9' => return None,
+                _ => {}
+            },
+            b"instructions" | b"previous_response_id" => shape.responses_fields |= string,
+            _ => {}
+        }
+        Some(())
+    })?;
+    s.ws();
+    (s.i == body.len()).then_some(shape)
+}
+
+impl Scanner<'_> {
+    /// Any value of a request, for [`request_shape`]: containers may nest `depth` levels more.
+    fn checked(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => {
+                let inner = depth.checked_sub(1)?;
+                self.object(|s, _| s.checked(inner))
+            }
+            b'[' => {
+                let inner = depth.checked_sub(1)?;
+                self.array(|s| s.checked(inner))
+            }
+            b'"' => self.string_raw().map(drop),
+            _ => {
+                let start = self.i;
+                self.scalar()?;
+                let v = &self.p[start..self.i];
+                let literal = matches!(v[0], b't' | b'f' | b'n');
+                (literal || (v.len() <= MAX_REQUEST_NUMBER && !v.iter().any(|&b| b | 0x20 == b'e')))
+                    .then_some(())
+            }
+        }
+    }
+}
+
 /// Decodes a raw string body (one `Scanner::string_raw` accepted): borrowed when it has no
 /// escapes; `None` when it is not UTF-8 or an escape is invalid or a surrogate (the caller then
 /// takes the full decoder, which decides).
@@ -1386,6 +1474,131 @@ mod tests {
             if let Some(c) = scan(p.as_bytes()) {
                 let full = wire::decode(p.as_bytes()).map(|m| m.usage).map_err(|e| e.to_string());
                 prop_assert_eq!(Ok(c.usage), full, "{}", p);
+            }
+        }
+    }
+
+    /// The full parse's shape of `p`, when it accepts `p` within `depth` levels.
+    fn parsed_shape(p: &[u8], depth: usize) -> Option<String> {
+        if crate::json_scan::nests_deeper_than(p, depth) {
+            return None;
+        }
+        let r = crate::request::Request::parse(p).ok()?;
+        Some(format!("{:?}", r.shape()))
+    }
+
+    #[test]
+    fn request_shape_reads_plain_requests_and_declines_the_rest() {
+        fn shape(p: &str) -> Option<Shape<'_>> {
+            request_shape(p.as_bytes(), 64)
+        }
+        let s = shape(r#" {"model":"gpt-4o","messages":[{"role":"user","content":[{"type":"text","text":"hi \u00e9"}]}],"temperature":0.7,"n":1,"stream":true} "#).unwrap();
+        assert_eq!(s.model, Some("gpt-4o"));
+        assert_eq!(s.endpoint(), Some(crate::Endpoint::ChatCompletions));
+        let s = shape(r#"{"input":["a"],"model":"m","dimensions":256}"#).unwrap();
+        assert_eq!(s.endpoint(), Some(crate::Endpoint::Embeddings));
+        let s = shape(r#"{"input":"a","dimensions":"256","encoding_format":null}"#).unwrap();
+        assert_eq!(s.endpoint(), Some(crate::Endpoint::Responses));
+        assert_eq!(
+            shape(r#"{"messages":null,"model":7}"#).unwrap(),
+            Shape::default()
+        );
+        assert!(shape(r#"{"stream":true,"echo":false,"user":null,"top_p":-1.5}"#).is_some());
+        for declined in [
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"messages":[{"role":"user","content":"a","content":"b"}]}"#,
+            r#"{"tools":[{"x":1,"x":2}]}"#,
+            r#"{"n":1e400}"#,
+            r#"{"temperature":1E0}"#,
+            r#"{"dimensions":-1}"#,
+            r#"{"dimensions":1.0}"#,
+            r#"{"dimensions":9223372036854775808}"#,
+            r#"{"model":"gpt\u002d4o"}"#,
+            r#"{"mod\u0065l":"x"}"#,
+            r#"{"messages":[{"content":"\ud83d\ude00"}]}"#,
+            r#"{"messages":[]} x"#,
+            r#"{"messages":[]"#,
+            r#"["model"]"#,
+            "\x0c{}",
+            r#"{"a":[[[[1]]]]}"#,
+            r#"{"a":tru}"#,
+        ] {
+            assert_eq!(request_shape(declined.as_bytes(), 4), None, "{declined}");
+        }
+        assert_eq!(request_shape(b"{\"a\":\"\xff\"}", 64), None);
+        let long = format!(r#"{{"n":{}}}"#, "9".repeat(MAX_REQUEST_NUMBER + 1));
+        assert_eq!(request_shape(long.as_bytes(), 64), None);
+        assert!(request_shape(br#"{"a":[[[1]]]}"#, 4).is_some());
+    }
+
+    /// Every request of the corpus: where the quick check reads one, the full parse reads the
+    /// same shape; and it reads nearly all of them.
+    #[test]
+    fn request_shape_agrees_with_the_parse_on_the_corpus() {
+        let path = std::env::var_os("USAGETAP_CORPUS").map_or_else(
+            || concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
+            std::path::PathBuf::from,
+        );
+        let text = std::fs::read_to_string(&path).expect("corpus (set USAGETAP_CORPUS)");
+        let (mut all, mut read) = (0, 0);
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let Some(req) = v.get("request").filter(|r| !r.is_null()) else {
+                continue;
+            };
+            let p = serde_json::to_vec(req).unwrap();
+            all += 1;
+            if let Some(s) = request_shape(&p, 64) {
+                read += 1;
+                assert_eq!(Some(format!("{s:?}")), parsed_shape(&p, 64));
+            }
+        }
+        assert!(all > 1000, "{all} requests");
+        assert!(read * 100 >= all * 95, "read {read} of {all} requests");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+        /// Random requests (the keys that decide a shape, values of every kind and the odd ones
+        /// the full parse rejects, repeats, whitespace), then cut, changed or added to at one
+        /// byte: whatever the quick check reads, the full parse accepts and reads alike.
+        #[test]
+        fn request_shape_reads_like_the_parse(
+            kv in prop::collection::vec((
+                prop::sample::select(vec![
+                    "model", "messages", "prompt", "input", "encoding_format", "dimensions",
+                    "instructions", "previous_response_id", "stream_options", "n", "tools", "x",
+                ]),
+                prop::sample::select(vec![
+                    "null", "true", "0", "-0", "7", "-1", "1.5", "1e2", "1E400", "256",
+                    "9223372036854775807", "9223372036854775808", "00", "\"\"",
+                    "\"gpt-4o\"", "\"text-embedding-3-small\"", "\"a\\u0041\"", "\"\\ud800\"",
+                    "\"\\ud83d\\ude00\"", "\"\u{e9}\"", "\"\\x\"", "{}", "[]", "[1,{\"a\":\"}\"}]",
+                    "[{\"role\":\"user\",\"content\":\"hi\"}]",
+                    "[{\"role\":\"user\",\"content\":\"a\",\"content\":\"b\"}]",
+                    "[{\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"u\",\"url\":\"v\"}}]}]",
+                    "[{\"content\":[{\"type\":\"text\",\"text\":1e999}]}]",
+                    "[{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"name\":\"g\"}}]}]",
+                    "{\"include_usage\":true,\"include_usage\":false}",
+                    "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+                ]),
+                prop::sample::select(vec!["", " ", "\n\t", "\r"]),
+            ), 0..7),
+            depth in 1usize..8,
+            at in 0usize..600,
+            byte in any::<u8>(),
+            edit in 0u8..4,
+        ) {
+            let body = kv.iter().map(|(k, v, w)| format!("{w}\"{k}\"{w}:{w}{v}{w}")).collect::<Vec<_>>().join(",");
+            let mut p = format!("{{{body}}}").into_bytes();
+            match edit {
+                0 => {}
+                1 => p.truncate(at.min(p.len())),
+                2 => { let k = at % p.len(); p[k] = byte; }
+                _ => { let k = at % (p.len() + 1); p.insert(k, byte); }
+            }
+            if let Some(s) = request_shape(&p, depth) {
+                prop_assert_eq!(Some(format!("{s:?}")), parsed_shape(&p, depth), "{}", String::from_utf8_lossy(&p));
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::record::{
     ChoiceRecord, CompletionDetails, ComputedUsage, Endpoint, Flags, PromptDetails, ReportedUsage,
     Source, Status, UsageRecord,
 };
-use crate::request::Request;
+use crate::request::{Request, Shape};
 use crate::sse::{self, Frame, Framer, Sink};
 use crate::wire::{self, Count, Message};
 
@@ -103,6 +103,14 @@ impl Meter {
             ));
         }
         let depth = limits.json_depth();
+        // Most requests are plain JSON: one pass reads what is kept, without the full parse.
+        if let Some(shape) = fast_path_enabled()
+            .then(|| fast::request_shape(body, depth))
+            .flatten()
+        {
+            self.keep_request(body, shape);
+            return Ok(());
+        }
         let too_deep = || {
             Error::new(
                 ErrorKind::LimitExceeded,
@@ -116,13 +124,7 @@ impl Meter {
         }
         match Request::parse(body) {
             Ok(r) => {
-                self.request_model = r
-                    .model
-                    .as_deref()
-                    .filter(|m| !m.is_empty())
-                    .map(str::to_owned);
-                self.request_endpoint = r.endpoint();
-                self.request = Some(body.to_vec());
+                self.keep_request(body, r.shape());
                 Ok(())
             }
             Err(e) => {
@@ -130,6 +132,14 @@ impl Meter {
                 Err(e)
             }
         }
+    }
+
+    /// Keeps an accepted request: its bytes, for counting its prompt at `finish`, and what its
+    /// shape says of the model and endpoint.
+    fn keep_request(&mut self, body: &[u8], shape: Shape<'_>) {
+        self.request_model = shape.model.filter(|m| !m.is_empty()).map(str::to_owned);
+        self.request_endpoint = shape.endpoint();
+        self.request = Some(body.to_vec());
     }
 
     /// Feeds the next piece of the response body. Pieces may split anything anywhere (lines,
@@ -1226,8 +1236,8 @@ fn endpoint_of(object: Option<&str>, kind: Option<&str>) -> Option<Endpoint> {
 #[cfg(any(test, fuzzing))]
 thread_local!(static FAST_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) });
 
-/// Whether the fast chunk path is on (always, outside tests and fuzzing, which compare both
-/// paths).
+/// Whether the fast paths are on, the chunk scanner's and the quick check of requests (always,
+/// outside tests and fuzzing, which compare them with the full decoding).
 #[inline]
 fn fast_path_enabled() -> bool {
     #[cfg(any(test, fuzzing))]
@@ -1240,8 +1250,8 @@ fn fast_path_enabled() -> bool {
     }
 }
 
-/// Turns the fast chunk path on or off for this thread, so a fuzz target can compare the two
-/// paths. Only in fuzzing builds (`--cfg fuzzing`, which cargo-fuzz sets).
+/// Turns the fast paths on or off for this thread, so a fuzz target can compare them with the
+/// full decoding. Only in fuzzing builds (`--cfg fuzzing`, which cargo-fuzz sets).
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub fn set_fast_path(on: bool) {

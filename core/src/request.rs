@@ -388,6 +388,47 @@ pub struct Request<'a> {
     pub background: Bool,
 }
 
+/// What a request's model and endpoint are decided by: gathered from a parsed [`Request`], or
+/// by the quick check `Meter::request` runs first (`fast::request_shape`), so that both decide
+/// alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Shape<'a> {
+    /// `model`, when a string.
+    pub model: Option<&'a str>,
+    /// `messages` is present and not `null`.
+    pub messages: bool,
+    /// `prompt` is present and not `null`.
+    pub prompt: bool,
+    /// `input` is present and not `null`.
+    pub input: bool,
+    /// `encoding_format` is a string, or `dimensions` an integer from 0 to `i64::MAX`.
+    pub embedding_options: bool,
+    /// `instructions` or `previous_response_id` is a string.
+    pub responses_fields: bool,
+}
+
+impl Shape<'_> {
+    /// See [`Request::endpoint`].
+    pub(crate) fn endpoint(&self) -> Option<Endpoint> {
+        if self.messages {
+            return Some(Endpoint::ChatCompletions);
+        }
+        if self.prompt {
+            return Some(Endpoint::Completions);
+        }
+        if self.input {
+            let embedding =
+                self.model.is_some_and(|m| m.contains("embedding")) || self.embedding_options;
+            return Some(if embedding {
+                Endpoint::Embeddings
+            } else {
+                Endpoint::Responses
+            });
+        }
+        self.responses_fields.then_some(Endpoint::Responses)
+    }
+}
+
 impl<'a> Request<'a> {
     /// Parses a request body.
     ///
@@ -421,27 +462,20 @@ impl<'a> Request<'a> {
     /// The endpoint the body's shape implies: `messages` → chat, `prompt` → completions,
     /// `input` → embeddings when the model or options are an embedding's, else Responses API.
     pub fn endpoint(&self) -> Option<Endpoint> {
-        if self.messages.is_some() {
-            return Some(Endpoint::ChatCompletions);
+        self.shape().endpoint()
+    }
+
+    /// The fields [`Self::endpoint`] is decided by.
+    pub(crate) fn shape(&self) -> Shape<'_> {
+        Shape {
+            model: self.model.as_deref(),
+            messages: self.messages.is_some(),
+            prompt: self.prompt.is_some(),
+            input: self.input.is_some(),
+            embedding_options: self.encoding_format.0.is_some() || self.dimensions.0.is_some(),
+            responses_fields: self.instructions.0.is_some()
+                || self.previous_response_id.0.is_some(),
         }
-        if self.prompt.is_some() {
-            return Some(Endpoint::Completions);
-        }
-        if self.input.is_some() {
-            let model = self.model.as_deref().unwrap_or("");
-            let embedding = model.contains("embedding")
-                || self.encoding_format.0.is_some()
-                || self.dimensions.0.is_some();
-            return Some(if embedding {
-                Endpoint::Embeddings
-            } else {
-                Endpoint::Responses
-            });
-        }
-        if self.instructions.0.is_some() || self.previous_response_id.0.is_some() {
-            return Some(Endpoint::Responses);
-        }
-        None
     }
 
     /// Whether the client asked for a stream.

@@ -1,10 +1,27 @@
-//! Request parsing, and prompt counting on every request that parses.
+//! Request parsing, and prompt counting on every request that parses. `Meter::request` keeps
+//! the same request, with the same result, whether its quick check or the full parse reads it.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use usagetap::meter::set_fast_path;
 use usagetap::request::Request;
-use usagetap::{prompt, Encoding, Endpoint};
+use usagetap::{prompt, Encoding, Endpoint, Meter, MeterOptions};
+
+fn keep(data: &[u8], opts: &MeterOptions, fast: bool) -> impl PartialEq + std::fmt::Debug {
+    set_fast_path(fast);
+    let mut m = Meter::new(opts.clone());
+    let r = m.request(data).map_err(|e| (e.kind(), e.to_string()));
+    set_fast_path(true);
+    (r, m.finish().expect("first finish"))
+}
 
 fuzz_target!(|data: &[u8]| {
+    for opts in [usagetap_fuzz::options(0), usagetap_fuzz::options(1)] {
+        assert_eq!(
+            keep(data, &opts, true),
+            keep(data, &opts, false),
+            "the quick check kept the request differently"
+        );
+    }
     let Ok(req) = Request::parse(data) else {
         return;
     };
