@@ -1537,14 +1537,8 @@ mod tests {
     /// same shape; and it reads nearly all of them.
     #[test]
     fn request_shape_agrees_with_the_parse_on_the_corpus() {
-        let path = std::env::var_os("USAGETAP_CORPUS").map_or_else(
-            || concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
-            std::path::PathBuf::from,
-        );
-        let text = std::fs::read_to_string(&path).expect("corpus (set USAGETAP_CORPUS)");
         let (mut all, mut read) = (0, 0);
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for v in crate::corpus_records() {
             let Some(req) = v.get("request").filter(|r| !r.is_null()) else {
                 continue;
             };

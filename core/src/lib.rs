@@ -40,3 +40,17 @@ pub fn count_tokens(text: &str, model: &str) -> usize {
         .unwrap_or(Encoding::O200kBase)
         .count(text)
 }
+
+/// The recorded corpus's records, one JSON value per line (`shared/corpus/dev.jsonl` beside the
+/// checkout, or the file named by `USAGETAP_CORPUS`), for the unit tests that run on it.
+#[cfg(test)]
+pub(crate) fn corpus_records() -> Vec<serde_json::Value> {
+    let path = std::env::var_os("USAGETAP_CORPUS").map_or_else(
+        || concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
+        std::path::PathBuf::from,
+    );
+    let text = std::fs::read_to_string(&path).expect("corpus (set USAGETAP_CORPUS)");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}

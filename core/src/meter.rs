@@ -1521,14 +1521,8 @@ mod tests {
     /// stream of the corpus, with and without reconciling.
     #[test]
     fn fast_path_gives_the_same_records_as_full_decoding_on_the_corpus() {
-        let path = std::env::var_os("USAGETAP_CORPUS").map_or_else(
-            || concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/dev.jsonl").into(),
-            std::path::PathBuf::from,
-        );
-        let text = std::fs::read_to_string(&path).expect("corpus (set USAGETAP_CORPUS)");
         let mut n = 0;
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for v in crate::corpus_records() {
             if v["stream"] != true {
                 continue;
             }
