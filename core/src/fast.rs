@@ -967,7 +967,8 @@ impl<'a> Scanner<'a> {
 }
 
 /// Longest number a request may hold for [`request_shape`]: the request's typed fields parse
-/// numbers as `f64` and reject one out of its range, which takes over 300 digits.
+/// numbers as `f64` and reject one out of its range, which takes over 300 digits (or a
+/// positive exponent; a negative one only underflows, to zero at worst).
 const MAX_REQUEST_NUMBER: usize = 300;
 
 /// The [`Shape`] of a request body, read in one pass when the full parse
@@ -976,7 +977,7 @@ const MAX_REQUEST_NUMBER: usize = 300;
 /// strictly as the parse (UTF-8, strings, numbers, nesting within `max_depth` levels) and
 /// declines on anything the parse's typed fields could still reject: a repeated key in any
 /// object (the parse rejects a repeated known field), an escaped or non-ASCII key, a number
-/// with an exponent or over [`MAX_REQUEST_NUMBER`] bytes, a surrogate escape. The
+/// with a positive exponent or over [`MAX_REQUEST_NUMBER`] bytes, a surrogate escape. The
 /// `request_parse` fuzz target compares the two.
 pub(crate) fn request_shape(body: &[u8], max_depth: usize) -> Option<Shape<'_>> {
     use std::borrow::Cow;
@@ -1041,9 +1042,14 @@ impl Scanner<'_> {
                 let start = self.i;
                 self.scalar()?;
                 let v = &self.p[start..self.i];
-                let literal = matches!(v[0], b't' | b'f' | b'n');
-                (literal || (v.len() <= MAX_REQUEST_NUMBER && !v.iter().any(|&b| b | 0x20 == b'e')))
-                    .then_some(())
+                if matches!(v[0], b't' | b'f' | b'n') {
+                    return Some(());
+                }
+                // `temperature: 1e-8` is common; `1e400` is out of range.
+                let exponent = v.iter().position(|&b| b | 0x20 == b'e');
+                (v.len() <= MAX_REQUEST_NUMBER
+                    && exponent.is_none_or(|e| v.get(e + 1) == Some(&b'-')))
+                .then_some(())
             }
         }
     }
@@ -1506,12 +1512,14 @@ mod tests {
             Shape::default()
         );
         assert!(shape(r#"{"stream":true,"echo":false,"user":null,"top_p":-1.5}"#).is_some());
+        assert!(shape(r#"{"temperature":1e-8,"top_p":-2.5E-400}"#).is_some());
         for declined in [
             r#"{"model":"a","model":"b"}"#,
             r#"{"messages":[{"role":"user","content":"a","content":"b"}]}"#,
             r#"{"tools":[{"x":1,"x":2}]}"#,
             r#"{"n":1e400}"#,
             r#"{"temperature":1E0}"#,
+            r#"{"temperature":1e+2}"#,
             r#"{"dimensions":-1}"#,
             r#"{"dimensions":1.0}"#,
             r#"{"dimensions":9223372036854775808}"#,
@@ -1566,7 +1574,8 @@ mod tests {
                     "instructions", "previous_response_id", "stream_options", "n", "tools", "x",
                 ]),
                 prop::sample::select(vec![
-                    "null", "true", "0", "-0", "7", "-1", "1.5", "1e2", "1E400", "256",
+                    "null", "true", "0", "-0", "7", "-1", "1.5", "1e2", "1E400", "256", "1e-8",
+                    "-9.5E-999", "1e+2",
                     "9223372036854775807", "9223372036854775808", "00", "\"\"",
                     "\"gpt-4o\"", "\"text-embedding-3-small\"", "\"a\\u0041\"", "\"\\ud800\"",
                     "\"\\ud83d\\ude00\"", "\"\u{e9}\"", "\"\\x\"", "{}", "[]", "[1,{\"a\":\"}\"}]",
@@ -1574,6 +1583,7 @@ mod tests {
                     "[{\"role\":\"user\",\"content\":\"a\",\"content\":\"b\"}]",
                     "[{\"content\":[{\"type\":\"image_url\",\"image_url\":{\"url\":\"u\",\"url\":\"v\"}}]}]",
                     "[{\"content\":[{\"type\":\"text\",\"text\":1e999}]}]",
+                    "[{\"content\":[{\"type\":\"text\",\"text\":1e-999}]}]",
                     "[{\"tool_calls\":[{\"function\":{\"name\":\"f\",\"name\":\"g\"}}]}]",
                     "{\"include_usage\":true,\"include_usage\":false}",
                     "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
