@@ -29,6 +29,31 @@ pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
     v
 }
 
+/// Every request body of the corpus (chat, completions, embeddings, Responses API), as JSON.
+pub fn corpus_requests() -> Vec<Vec<u8>> {
+    let text =
+        std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["request"].is_object())
+        .map(|v| serde_json::to_vec(&v["request"]).unwrap_or_default())
+        .collect()
+}
+
+/// The JSON payload of every `data:` event of the recorded chat streams (`[DONE]` left out).
+pub fn corpus_chunks() -> Vec<Vec<u8>> {
+    corpus_chat_streams()
+        .iter()
+        .flat_map(|(_, body)| {
+            body.lines()
+                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+                .filter(|d| d.trim() != "[DONE]")
+                .map(|d| d.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Whether `s` (a stream, or one line of it) holds a usage chunk: a `usage` object with an
 /// empty `choices`, as `include_usage` sends it last.
 pub fn carries_usage_chunk(s: &str) -> bool {

@@ -1,14 +1,16 @@
-//! Criterion benches: framing, decoding-free scans, token counting and the whole meter, on real
-//! recorded streams and long synthetic OpenAI / Azure streams. Throughput is in bytes of SSE.
+//! Criterion benches: framing, the full decoder, token counting, requests (their check, their
+//! full parse, prompt counting) and the whole meter, on the recorded corpus and on long synthetic
+//! OpenAI / Azure streams. Throughput is in bytes of input (SSE, chunk JSON, request JSON).
 //!
 //! Run: `cargo bench -p usagetap-benches` (results in target/criterion).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use usagetap::request::Request;
 use usagetap::sse::Framer;
-use usagetap::{Encoding, Meter, MeterOptions};
+use usagetap::{prompt, wire, Encoding, Endpoint, Meter, MeterOptions};
 use usagetap_benches::{
-    carries_usage_chunk, corpus_chat_streams, corpus_mixed_text, corpus_prose, synthetic_azure,
-    synthetic_openai, without_usage,
+    carries_usage_chunk, corpus_chat_streams, corpus_chunks, corpus_mixed_text, corpus_prose,
+    corpus_requests, synthetic_azure, synthetic_openai, without_usage,
 };
 
 fn meter_once(req: &[u8], body: &[u8], piece: usize) -> u64 {
@@ -90,6 +92,63 @@ fn bench_framer(c: &mut Criterion) {
     g.finish();
 }
 
+/// The full decoder (`wire::decode`) on every chunk of the recorded streams: what a chunk costs
+/// when the fast scanner declines it.
+fn bench_decode(c: &mut Criterion) {
+    let chunks = corpus_chunks();
+    let mut g = c.benchmark_group("decode");
+    g.throughput(Throughput::Bytes(
+        chunks.iter().map(|p| p.len() as u64).sum(),
+    ));
+    g.bench_function("wire_decode/corpus_chunks", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .filter(|p| wire::decode(black_box(p)).is_ok())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+/// Every request of the corpus: `Meter::request` on a new meter (the quick check, or the full
+/// parse where it declines), the full parse alone, and the full parse with the prompt counted
+/// (o200k_base), which `finish` does when no usage was reported.
+fn bench_request(c: &mut Criterion) {
+    let reqs = corpus_requests();
+    Encoding::O200kBase.count("warm up");
+    let mut g = c.benchmark_group("request");
+    g.throughput(Throughput::Bytes(reqs.iter().map(|r| r.len() as u64).sum()));
+    g.bench_function("meter_request/corpus", |b| {
+        b.iter(|| {
+            for r in &reqs {
+                let mut m = Meter::new(MeterOptions::default());
+                let _ = black_box(m.request(black_box(r)));
+            }
+        })
+    });
+    g.bench_function("full_parse/corpus", |b| {
+        b.iter(|| {
+            reqs.iter()
+                .filter(|r| Request::parse(black_box(r)).is_ok())
+                .count()
+        })
+    });
+    g.bench_function("parse_and_count_prompt/corpus", |b| {
+        b.iter(|| {
+            let mut tokens = 0;
+            for r in &reqs {
+                if let Ok(req) = Request::parse(black_box(r)) {
+                    let ep = req.endpoint().unwrap_or(Endpoint::ChatCompletions);
+                    tokens += prompt::count(&req, ep, "gpt-4o", Encoding::O200kBase).tokens;
+                }
+            }
+            tokens
+        })
+    });
+    g.finish();
+}
+
 fn bench_count(c: &mut Criterion) {
     let text: String = corpus_chat_streams()
         .iter()
@@ -130,6 +189,6 @@ fn bench_count(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(3));
-    targets = bench_meter, bench_framer, bench_count
+    targets = bench_meter, bench_framer, bench_decode, bench_request, bench_count
 }
 criterion_main!(benches);
