@@ -9,13 +9,26 @@ pub fn corpus_path() -> std::path::PathBuf {
     }
 }
 
-/// `(request, response)` of every recorded chat-completions stream, largest first.
-pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
+/// Every record of the corpus, one JSON value per line (lines that are not JSON are left out).
+pub fn corpus_records() -> Vec<serde_json::Value> {
     let text =
         std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
-    let mut v: Vec<(Vec<u8>, String)> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// The payloads of the `data:` lines of an SSE body, `[DONE]` included.
+pub fn data_payloads(body: &str) -> impl Iterator<Item = &str> {
+    body.lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+}
+
+/// `(request, response)` of every recorded chat-completions stream, largest first.
+pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
+    let mut v: Vec<(Vec<u8>, String)> = corpus_records()
+        .into_iter()
         .filter(|v| v["endpoint"] == "chat.completions" && v["stream"] == true)
         .map(|v| {
             let req = serde_json::to_vec(&v["request"]).unwrap_or_default();
@@ -31,10 +44,8 @@ pub fn corpus_chat_streams() -> Vec<(Vec<u8>, String)> {
 
 /// Every request body of the corpus (chat, completions, embeddings, Responses API), as JSON.
 pub fn corpus_requests() -> Vec<Vec<u8>> {
-    let text =
-        std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+    corpus_records()
+        .iter()
         .filter(|v| v["request"].is_object())
         .map(|v| serde_json::to_vec(&v["request"]).unwrap_or_default())
         .collect()
@@ -45,8 +56,7 @@ pub fn corpus_chunks() -> Vec<Vec<u8>> {
     corpus_chat_streams()
         .iter()
         .flat_map(|(_, body)| {
-            body.lines()
-                .filter_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+            data_payloads(body)
                 .filter(|d| d.trim() != "[DONE]")
                 .map(|d| d.as_bytes().to_vec())
                 .collect::<Vec<_>>()
@@ -132,19 +142,14 @@ fn string_leaves(v: &serde_json::Value, out: &mut Vec<String>) {
 /// and of each JSON response or SSE event. Prompts, completions, code, tool schemas, several
 /// languages: the "mixed text" of the token-counting benches.
 pub fn corpus_strings() -> Vec<String> {
-    let text =
-        std::fs::read_to_string(corpus_path()).expect("corpus readable (set USAGETAP_CORPUS)");
     let mut out = Vec::new();
-    for v in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-    {
+    for v in corpus_records() {
         string_leaves(&v["request"], &mut out);
         let body = v["response_body"].as_str().unwrap_or_default();
         if let Ok(j) = serde_json::from_str::<serde_json::Value>(body) {
             string_leaves(&j, &mut out);
         } else {
-            for d in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            for d in data_payloads(body) {
                 if let Ok(j) = serde_json::from_str::<serde_json::Value>(d) {
                     string_leaves(&j, &mut out);
                 }
@@ -246,7 +251,7 @@ mod tests {
             ("azure", synthetic_azure(50, true), true),
             ("azure", synthetic_azure(50, false), false),
         ] {
-            for line in body.lines().filter_map(|l| l.strip_prefix("data: ")) {
+            for line in data_payloads(&body) {
                 if line != "[DONE]" {
                     serde_json::from_str::<serde_json::Value>(line)
                         .unwrap_or_else(|e| panic!("{name}: {e}: {line}"));
