@@ -57,6 +57,17 @@ def expected_usage(u: Record) -> Dict[str, Any]:
     }
 
 
+def split(data: bytes, cuts: List[int]) -> List[bytes]:
+    """`data` cut at each of `cuts` (taken modulo its length + 1, so any integers will do): the
+    pieces, empty ones included, join back to `data`."""
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    pieces, last = [], 0
+    for p in points + [len(data)]:
+        pieces.append(data[last:p])
+        last = p
+    return pieces
+
+
 @pytest.fixture(scope="session")
 def records() -> List[Record]:
     return corpus()

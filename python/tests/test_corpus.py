@@ -9,16 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import usagetap
-from conftest import Record, corpus, expected_usage, streams
-
-
-def split(data: bytes, cuts: List[int]) -> List[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points + [len(data)]:
-        pieces.append(data[last:p])
-        last = p
-    return pieces
+from conftest import Record, corpus, expected_usage, split, streams
 
 
 def test_reported_usage_reproduced(records: List[Record]) -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import usagetap
-from conftest import Record, corpus, streams
+from conftest import Record, corpus, split, streams
 
 # ---------------------------------------------------------------------------------------------
 # An independent oracle, in Python: what each function must do.
@@ -103,15 +103,6 @@ def random_pieces(body: bytes, rng: random.Random, max_piece: int) -> List[bytes
         step = rng.randint(0, max_piece)  # empty pieces too
         pieces.append(body[i : i + step])
         i += step
-    return pieces
-
-
-def split(data: bytes, cuts: List[int]) -> List[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    pieces, last = [], 0
-    for p in points + [len(data)]:
-        pieces.append(data[last:p])
-        last = p
     return pieces
 
 
