@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes seed corpora for the fuzz targets from the recorded traffic.
 
-    python3 fuzz/seed.py [--corpus ../shared/corpus/dev.jsonl] [--max N]
+    python3 fuzz/seed.py [--corpus PATH] [--max N]
+
+PATH defaults to $USAGETAP_CORPUS, else ../shared/corpus/dev.jsonl (as for the tests).
 
 Each target gets fuzz/corpus/<target>/<sha1>: request bodies, response bodies (SSE and JSON),
 single SSE payloads, decoded data-URL images, APIM envelopes, text. Split targets take a
@@ -17,7 +19,11 @@ MAX_FILE = 64 * 1024
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", default=os.path.join(ROOT, "..", "shared", "corpus", "dev.jsonl"))
+    ap.add_argument(
+        "--corpus",
+        default=os.environ.get("USAGETAP_CORPUS")
+        or os.path.join(ROOT, "..", "shared", "corpus", "dev.jsonl"),
+    )
     ap.add_argument("--out", default=os.path.join(HERE, "corpus"))
     ap.add_argument("--max", type=int, default=400, help="most seeds per target")
     a = ap.parse_args()
