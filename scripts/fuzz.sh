@@ -45,7 +45,7 @@ mkdir -p "$LOGS"
 run() {
     local t=$1 dict=
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-    # Targets that read response JSON get the dictionary of its keys and odd values.
+    # Targets that read request or response JSON get the dictionary of its keys and odd values.
     if grep -qx "$t" fuzz/dict/targets; then dict=-dict=fuzz/dict/json.dict; fi
     # shellcheck disable=SC2086
     "$BIN/$t" "fuzz/corpus/$t" $dict \
