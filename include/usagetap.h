@@ -649,7 +649,8 @@ usagetap_str usagetap_thread_last_error(void);
  * `usagetap_thread_last_error()`.
  *
  * Errors: `NULL_PARAMETER` (`meter_out` NULL, or `options_json` NULL with a length),
- * `INVALID_UTF8`, `INVALID_JSON`, `INVALID_OPTIONS`. Thread-safe.
+ * `INVALID_PARAMETER` (a length over `PTRDIFF_MAX`), `INVALID_UTF8`, `INVALID_JSON`,
+ * `INVALID_OPTIONS`. Thread-safe.
  *
  * # Safety
  * `options_json` is NULL or points at `options_len` readable bytes; `meter_out` is NULL or
@@ -664,7 +665,8 @@ usagetap_result usagetap_meter_new(const char *options_json,
  * Must not be called twice on the same meter, and the meter must not be used afterwards.
  *
  * # Safety
- * `meter` is NULL or a live handle from `usagetap_meter_new` that no other thread is using.
+ * `meter` is NULL or a live handle from `usagetap_meter_new` or `usagetap_meter_envelope` that
+ * no other thread is using.
  */
 void usagetap_meter_free(usagetap_meter *meter);
 
@@ -673,9 +675,11 @@ void usagetap_meter_free(usagetap_meter *meter);
  * service reports no usage. The bytes are copied; the caller keeps ownership of `body`.
  * `(NULL, 0)` is an empty body, which is not JSON (`INVALID_JSON`).
  *
- * A body that cannot be read fails with `INVALID_UTF8`, `INVALID_JSON` or `INVALID_REQUEST`,
- * but the meter stays usable: feed the response and finish as usual, and the record carries the
- * `request_unparsed` flag. Other errors: `NULL_PARAMETER`, `FINISHED`.
+ * A body that cannot be read fails with `INVALID_UTF8`, `INVALID_JSON`, `INVALID_REQUEST` or
+ * `LIMIT_EXCEEDED` (over `max_body_bytes`, or nested deeper than `max_json_depth`), but the
+ * meter stays usable: feed the response and finish as usual, and the record carries the
+ * `request_unparsed` flag. Other errors: `NULL_PARAMETER`, `INVALID_PARAMETER` (a length over
+ * `PTRDIFF_MAX`), `FINISHED`.
  *
  * # Safety
  * `meter` is NULL or a live handle not used by another thread; `body` is NULL or points at
@@ -689,7 +693,8 @@ usagetap_result usagetap_meter_request(usagetap_meter *meter, const uint8_t *bod
  * read during the call only; the caller keeps ownership. `(NULL, 0)` is an empty piece.
  *
  * Nothing in the bytes is an error (invalid UTF-8, malformed events, oversized lines become
- * flags on the record). Errors: `NULL_PARAMETER`, `FINISHED`.
+ * flags on the record). Errors: `NULL_PARAMETER`, `INVALID_PARAMETER` (a length over
+ * `PTRDIFF_MAX`), `FINISHED`.
  *
  * # Safety
  * `meter` is NULL or a live handle not used by another thread; `data` is NULL or points at
@@ -718,7 +723,8 @@ usagetap_result usagetap_meter_finish(usagetap_meter *meter, usagetap_record *re
  * when the body is empty; an unreadable body only sets the `request_unparsed` flag),
  * `usagetap_meter_feed` and `usagetap_meter_finish`, with the same ownership of the record.
  *
- * Errors: `NULL_PARAMETER`, `FINISHED` (the meter was already finished).
+ * Errors: `NULL_PARAMETER`, `INVALID_PARAMETER` (a length over `PTRDIFF_MAX`), `FINISHED` (the
+ * meter was already finished).
  *
  * # Safety
  * `meter` is NULL or a live handle not used by another thread; `request`/`response` are NULL
@@ -769,9 +775,11 @@ usagetap_str usagetap_meter_last_error(const usagetap_meter *meter);
 /**
  * Counts `text` as ordinary text (no chat framing) with the encoding of `model`
  * (`o200k_base` for an unknown model or `(NULL, 0)`), and writes the count to `*count_out`.
- * The BPE table of an encoding is built once per process, on first use (tens of milliseconds).
+ * The tables of o200k_base, o200k_harmony and cl100k_base are compiled into the library; those
+ * of p50k_base and r50k_base are built once per process, on first use (tens of milliseconds).
  *
- * Errors: `NULL_PARAMETER`, `INVALID_UTF8` (text or model); the message is in
+ * Errors: `NULL_PARAMETER`, `INVALID_PARAMETER` (a length over `PTRDIFF_MAX`), `INVALID_UTF8`
+ * (text or model); the message is in
  * `usagetap_thread_last_error()`. Thread-safe.
  *
  * # Safety

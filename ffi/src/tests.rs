@@ -395,6 +395,21 @@ fn null_handles() {
     free(m);
 }
 
+/// A thread whose handle-less calls never failed has no message: `{NULL, 0}`, like every other
+/// absent string (not a dangling pointer with length 0).
+#[test]
+fn no_thread_error_is_null() {
+    std::thread::spawn(|| {
+        let e = usagetap_thread_last_error();
+        assert!(e.data.is_null() && e.len == 0);
+        assert_eq!(new_err(b"{"), usagetap_result::InvalidJson);
+        let e = usagetap_thread_last_error();
+        assert!(!e.data.is_null() && e.len > 0);
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn options_errors() {
     assert_eq!(new_err(b"{"), usagetap_result::InvalidJson);
