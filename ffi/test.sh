@@ -136,7 +136,7 @@ echo "meter example: $(cat "$WORK/expected")"
 step "C# host (examples/csharp/UsagetapHost.cs) with mcs + mono"
 mcs -nologo -out:"$WORK/UsagetapHost.exe" examples/csharp/UsagetapHost.cs
 LD_LIBRARY_PATH="$WORK/lib" mono "$WORK/UsagetapHost.exe" "$WORK/cases.txt" "$WORK/apim.jsonl" \
-    | tee "$WORK/cs.out" | tail -2
+    "$WORK/chargeback.txt" | tee "$WORK/cs.out" | tail -2
 
 # ---- summary ----------------------------------------------------------------------------------
 c=$(tail -1 "$WORK/c.out")

@@ -2,14 +2,17 @@
 //
 // Build and run (ffi/test.sh does this):
 //   mcs -out:UsagetapHost.exe examples/csharp/UsagetapHost.cs
-//   LD_LIBRARY_PATH=target/debug mono UsagetapHost.exe CASES_FILE APIM_FILE
+//   LD_LIBRARY_PATH=target/debug mono UsagetapHost.exe CASES_FILE APIM_FILE [CHARGEBACK_FILE]
 //
-// CASES_FILE and APIM_FILE come from ffi/tests/corpus_cases.py (real recorded exchanges from
+// The files come from ffi/tests/corpus_cases.py (real recorded exchanges from
 // ../shared/corpus/dev.jsonl). Every recorded stream in CASES_FILE is fed to a meter in small
 // pieces, and every APIM-style Event Hub message in APIM_FILE is metered in one call
 // (usagetap_meter_envelope, the subscription key hashed into a consumer id); the counts must equal
-// the service's reported usage, and a message cut at 2/3 must come out flagged truncated. Ends
-// with "csharp: N passed, M failed".
+// the service's reported usage, and a message cut at 2/3 must come out flagged truncated. The
+// `filter` cases of CHARGEBACK_FILE (recorded streams with a usage chunk) go through a usage
+// filter and a meter side by side, as a gateway does: the client's bytes must be the stream
+// without its usage chunk, and the meter must still read the reported usage. Ends with
+// "csharp: N passed, M failed".
 //
 // Binding rules used here (ffi/README.md): Cdecl everywhere; no bool in any signature (flags are
 // uint); usagetap_str is {IntPtr data, UIntPtr len}, UTF-8, not NUL-terminated, borrowed from the
@@ -45,20 +48,36 @@ namespace Usagetap
 
     public enum Status : uint { Complete = 0, Truncated = 1, Error = 2 }
 
+    static class Mem
+    {
+        // A copy of `len` bytes at `data` the library owns ({NULL, 0} is empty).
+        public static byte[] Copy(IntPtr data, UIntPtr len)
+        {
+            int n = checked((int)len.ToUInt64());
+            var bytes = new byte[n];
+            if (data != IntPtr.Zero && n > 0) Marshal.Copy(data, bytes, 0, n);
+            return bytes;
+        }
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct Str
     {
         public IntPtr Data;
         public UIntPtr Len;
 
-        public override string ToString()
-        {
-            int n = checked((int)Len.ToUInt64());
-            if (Data == IntPtr.Zero || n == 0) return "";
-            var bytes = new byte[n];
-            Marshal.Copy(Data, bytes, 0, n);
-            return Encoding.UTF8.GetString(bytes);
-        }
+        public override string ToString() { return Encoding.UTF8.GetString(Mem.Copy(Data, Len)); }
+    }
+
+    // usagetap_slice: bytes owned by the library (a usage filter's output), valid until the next
+    // call on the same filter; {NULL, 0} when empty.
+    [StructLayout(LayoutKind.Sequential)]
+    public struct Slice
+    {
+        public IntPtr Data;
+        public UIntPtr Len;
+
+        public byte[] ToArray() { return Mem.Copy(Data, Len); }
     }
 
     // usagetap_bytes: owned by the caller, freed with usagetap_bytes_free.
@@ -68,13 +87,7 @@ namespace Usagetap
         public IntPtr Data;
         public UIntPtr Len;
 
-        public byte[] ToArray()
-        {
-            int n = checked((int)Len.ToUInt64());
-            var bytes = new byte[n];
-            if (n > 0) Marshal.Copy(Data, bytes, 0, n);
-            return bytes;
-        }
+        public byte[] ToArray() { return Mem.Copy(Data, Len); }
     }
 
     // usagetap_envelope_info: strings borrowed from the meter until usagetap_meter_free.
@@ -180,6 +193,79 @@ namespace Usagetap
         [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
         public static extern Result usagetap_count_tokens(byte[] text, UIntPtr textLen, byte[] model, UIntPtr modelLen,
                                                           out ulong count);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Str usagetap_flag_name(uint flag);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_usage_filter_new(UIntPtr maxEventBytes, out IntPtr filter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern void usagetap_usage_filter_free(IntPtr filter);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_usage_filter_feed(IntPtr filter, byte[] data, UIntPtr len, out Slice output);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_usage_filter_finish(IntPtr filter, out Slice output);
+
+        [DllImport(Lib, CallingConvention = CallingConvention.Cdecl)]
+        public static extern Result usagetap_usage_filter_removed(IntPtr filter, out ulong removed);
+    }
+
+    // A usage filter as a .NET object: what the client of a gateway receives when the gateway
+    // asked the service for usage (usagetap_rewrite_include_usage) and the client had not.
+    public sealed class UsageFilter : IDisposable
+    {
+        IntPtr handle;
+
+        public UsageFilter(int maxEventBytes)
+        {
+            var r = Native.usagetap_usage_filter_new((UIntPtr)maxEventBytes, out handle);
+            if (r != Result.Ok)
+                throw new InvalidOperationException(r + ": " + Native.usagetap_thread_last_error());
+        }
+
+        static byte[] Check(Result r, Slice output)
+        {
+            if (r != Result.Ok)
+                throw new InvalidOperationException(r + ": " + Native.usagetap_result_str((uint)r));
+            // Copied out: the filter's output is valid only until its next call.
+            return output.ToArray();
+        }
+
+        // Feeds data[offset..offset+count) and returns the bytes to send to the client now.
+        byte[] piece = new byte[64];
+        public byte[] Feed(byte[] data, int offset, int count)
+        {
+            if (piece.Length < count) piece = new byte[count];
+            Buffer.BlockCopy(data, offset, piece, 0, count);
+            Slice output;
+            return Check(Native.usagetap_usage_filter_feed(handle, piece, (UIntPtr)count, out output), output);
+        }
+
+        // Ends the stream: the bytes the filter still held.
+        public byte[] Finish()
+        {
+            Slice output;
+            return Check(Native.usagetap_usage_filter_finish(handle, out output), output);
+        }
+
+        public ulong Removed()
+        {
+            ulong n;
+            var r = Native.usagetap_usage_filter_removed(handle, out n);
+            if (r != Result.Ok) throw new InvalidOperationException(r.ToString());
+            return n;
+        }
+
+        public IntPtr Raw { get { return handle; } }
+
+        public void Dispose()
+        {
+            Native.usagetap_usage_filter_free(handle);
+            handle = IntPtr.Zero;
+        }
     }
 
     // A meter as a .NET object: SafeHandle-style ownership kept short for the example.
@@ -405,6 +491,67 @@ namespace Usagetap
             return matched;
         }
 
+        // The `filter` cases of the chargeback file: the service's stream goes to a meter and
+        // through a usage filter in the same random pieces; the client's bytes must equal the
+        // stream without its usage chunk (computed by corpus_cases.py from the parsed events).
+        // Every kind of case in that file ends its header with the lengths of its two blobs.
+        static int FilterCases(string path)
+        {
+            int matched = 0;
+            var rng = new Random(11);
+            using (var f = File.OpenRead(path))
+            {
+                while (true)
+                {
+                    string header = ReadLine(f);
+                    if (header == null) break;
+                    var p = header.Split(' ');
+                    byte[] input = ReadExactly(f, int.Parse(p[p.Length - 2]));
+                    byte[] want = ReadExactly(f, int.Parse(p[p.Length - 1]));
+                    ReadExactly(f, 1);
+                    if (p[0] != "filter") continue;
+                    string id = "filter " + p[1];
+                    ulong wantRemoved = ulong.Parse(p[2]);
+
+                    var got = new MemoryStream();
+                    using (var filter = new UsageFilter(0))
+                    using (var m = new Meter(null))
+                    {
+                        for (int at = 0; at < input.Length;)
+                        {
+                            int n = Math.Min(1 + rng.Next(64), input.Length - at);
+                            byte[] output = filter.Feed(input, at, n);
+                            got.Write(output, 0, output.Length);
+                            m.Feed(input, at, n);
+                            at += n;
+                        }
+                        byte[] rest = filter.Finish();
+                        got.Write(rest, 0, rest.Length);
+                        bool same = SameBytes(got.ToArray(), want);
+                        Check(same, string.Format("{0}: filtered stream differs ({1} bytes, want {2})", id,
+                                                  got.Length, want.Length));
+                        Check(filter.Removed() == wantRemoved, id + ": removed " + filter.Removed());
+                        Slice s;
+                        Check(Native.usagetap_usage_filter_feed(filter.Raw, input, (UIntPtr)1, out s) == Result.Finished,
+                              id + ": feed after finish");
+                        Record rec = m.Finish();
+                        Check(rec.Source == (uint)Source.Reported,
+                              id + ": the meter reads the usage the client does not see");
+                        if (same && rec.Source == (uint)Source.Reported) matched++;
+                    }
+                }
+            }
+            return matched;
+        }
+
+        static bool SameBytes(byte[] a, byte[] b)
+        {
+            if (a.Length != b.Length) return false;
+            for (int i = 0; i < a.Length; i++)
+                if (a[i] != b[i]) return false;
+            return true;
+        }
+
         static string ReadLine(Stream f)
         {
             var bytes = new List<byte>();
@@ -530,13 +677,32 @@ namespace Usagetap
             byte[] model = Encoding.UTF8.GetBytes("gpt-4o");
             Check(Native.usagetap_count_tokens(text, (UIntPtr)text.Length, model, (UIntPtr)model.Length, out count) == Result.Ok
                   && count == 2, "count_tokens " );
+
+            Check(Native.usagetap_flag_name(Native.FlagTruncated).ToString() == "truncated", "flag_name");
+            Check(Native.usagetap_flag_name(Native.FlagTruncated | Native.FlagNoUsageReported).Len == UIntPtr.Zero,
+                  "flag_name of two bits");
+            Slice slice;
+            ulong removed;
+            Check(Native.usagetap_usage_filter_new(UIntPtr.Zero, out h) == Result.Ok && h != IntPtr.Zero, "filter_new");
+            Check(Native.usagetap_usage_filter_feed(h, null, (UIntPtr)3, out slice) == Result.NullParameter,
+                  "filter feed (NULL, 3)");
+            Check(Native.usagetap_usage_filter_feed(h, null, UIntPtr.Zero, out slice) == Result.Ok
+                  && slice.Len == UIntPtr.Zero, "filter feed (NULL, 0)");
+            Check(Native.usagetap_usage_filter_finish(h, out slice) == Result.Ok && slice.Len == UIntPtr.Zero,
+                  "filter finish");
+            Check(Native.usagetap_usage_filter_finish(h, out slice) == Result.Finished, "filter finish twice");
+            Check(Native.usagetap_usage_filter_removed(h, out removed) == Result.Ok && removed == 0, "filter removed");
+            Native.usagetap_usage_filter_free(h);
+            Native.usagetap_usage_filter_free(IntPtr.Zero);
+            Check(Native.usagetap_usage_filter_removed(IntPtr.Zero, out removed) == Result.NullParameter,
+                  "filter removed NULL");
         }
 
         public static int Main(string[] args)
         {
-            if (args.Length != 2)
+            if (args.Length != 2 && args.Length != 3)
             {
-                Console.Error.WriteLine("usage: UsagetapHost.exe CASES_FILE APIM_FILE");
+                Console.Error.WriteLine("usage: UsagetapHost.exe CASES_FILE APIM_FILE [CHARGEBACK_FILE]");
                 return 2;
             }
             Console.WriteLine("usagetap " + Native.usagetap_version() + " from C#, record struct " +
@@ -546,6 +712,12 @@ namespace Usagetap
             int events = MeterApimEvents(args[1]);
             Console.WriteLine("csharp: {0} recorded streams and {1} APIM events matched the reported usage", streams, events);
             Check(streams >= 30 && events >= 3, "enough cases");
+            if (args.Length == 3)
+            {
+                int filtered = FilterCases(args[2]);
+                Console.WriteLine("csharp: {0} recorded streams filtered for a client that did not ask for usage", filtered);
+                Check(filtered >= 2, "enough filter cases");
+            }
             Console.WriteLine("csharp: {0} passed, {1} failed", passed, failed);
             return failed == 0 ? 0 : 1;
         }
