@@ -447,45 +447,64 @@ namespace Usagetap
 
         // --- the recorded streams ---------------------------------------------------------------
 
-        static int MeterCases(string path)
+        // One case of a corpus_cases.py file: its header's fields, then its two blobs, whose
+        // lengths end the header in every kind of case.
+        sealed class Case
         {
-            int matched = 0;
-            var rng = new Random(7);
+            public string[] Fields;
+            public byte[] First, Second;
+        }
+
+        static IEnumerable<Case> Cases(string path)
+        {
             using (var f = File.OpenRead(path))
             {
                 while (true)
                 {
                     string header = ReadLine(f);
-                    if (header == null) break;
+                    if (header == null) yield break;
                     var p = header.Split(' ');
-                    string id = p[1];
-                    bool stream = p[2] == "1";
-                    long prompt = long.Parse(p[3]), completion = long.Parse(p[4]), total = long.Parse(p[5]);
-                    byte[] request = ReadExactly(f, int.Parse(p[6]));
-                    byte[] response = ReadExactly(f, int.Parse(p[7]));
+                    var c = new Case { Fields = p };
+                    c.First = ReadExactly(f, int.Parse(p[p.Length - 2]));
+                    c.Second = ReadExactly(f, int.Parse(p[p.Length - 1]));
                     ReadExactly(f, 1);
-                    if (!stream || prompt < 0) continue;
+                    yield return c;
+                }
+            }
+        }
 
-                    using (var m = new Meter(null))
+        static int MeterCases(string path)
+        {
+            int matched = 0;
+            var rng = new Random(7);
+            foreach (var c in Cases(path))
+            {
+                var p = c.Fields;
+                string id = p[1];
+                bool stream = p[2] == "1";
+                long prompt = long.Parse(p[3]), completion = long.Parse(p[4]), total = long.Parse(p[5]);
+                byte[] request = c.First, response = c.Second;
+                if (!stream || prompt < 0) continue;
+
+                using (var m = new Meter(null))
+                {
+                    Check(m.Request(request) == Result.Ok, id + ": request");
+                    for (int at = 0; at < response.Length;)
                     {
-                        Check(m.Request(request) == Result.Ok, id + ": request");
-                        for (int at = 0; at < response.Length;)
-                        {
-                            int n = Math.Min(1 + rng.Next(64), response.Length - at);
-                            m.Feed(response, at, n);
-                            at += n;
-                        }
-                        Record rec = m.Finish();
-                        bool ok = (long)rec.PromptTokens == prompt
-                                  && (completion < 0 || (long)rec.CompletionTokens == completion)
-                                  && (total < 0 || (long)rec.TotalTokens == total);
-                        Check(ok, string.Format("{0}: got {1}/{2}/{3}, reported {4}/{5}/{6}", id, rec.PromptTokens,
-                                                rec.CompletionTokens, rec.TotalTokens, prompt, completion, total));
-                        Check(rec.Source == (uint)Source.Reported && rec.Stream == 1, id + ": source/stream");
-                        Check(rec.Model.ToString().Length > 0, id + ": model");
-                        Check(m.Json().Contains("\"prompt_tokens\":" + rec.PromptTokens + ","), id + ": json");
-                        if (ok) matched++;
+                        int n = Math.Min(1 + rng.Next(64), response.Length - at);
+                        m.Feed(response, at, n);
+                        at += n;
                     }
+                    Record rec = m.Finish();
+                    bool ok = (long)rec.PromptTokens == prompt
+                              && (completion < 0 || (long)rec.CompletionTokens == completion)
+                              && (total < 0 || (long)rec.TotalTokens == total);
+                    Check(ok, string.Format("{0}: got {1}/{2}/{3}, reported {4}/{5}/{6}", id, rec.PromptTokens,
+                                            rec.CompletionTokens, rec.TotalTokens, prompt, completion, total));
+                    Check(rec.Source == (uint)Source.Reported && rec.Stream == 1, id + ": source/stream");
+                    Check(rec.Model.ToString().Length > 0, id + ": model");
+                    Check(m.Json().Contains("\"prompt_tokens\":" + rec.PromptTokens + ","), id + ": json");
+                    if (ok) matched++;
                 }
             }
             return matched;
@@ -494,51 +513,42 @@ namespace Usagetap
         // The `filter` cases of the chargeback file: the service's stream goes to a meter and
         // through a usage filter in the same random pieces; the client's bytes must equal the
         // stream without its usage chunk (computed by corpus_cases.py from the parsed events).
-        // Every kind of case in that file ends its header with the lengths of its two blobs.
         static int FilterCases(string path)
         {
             int matched = 0;
             var rng = new Random(11);
-            using (var f = File.OpenRead(path))
+            foreach (var c in Cases(path))
             {
-                while (true)
-                {
-                    string header = ReadLine(f);
-                    if (header == null) break;
-                    var p = header.Split(' ');
-                    byte[] input = ReadExactly(f, int.Parse(p[p.Length - 2]));
-                    byte[] want = ReadExactly(f, int.Parse(p[p.Length - 1]));
-                    ReadExactly(f, 1);
-                    if (p[0] != "filter") continue;
-                    string id = "filter " + p[1];
-                    ulong wantRemoved = ulong.Parse(p[2]);
+                if (c.Fields[0] != "filter") continue;
+                string id = "filter " + c.Fields[1];
+                ulong wantRemoved = ulong.Parse(c.Fields[2]);
+                byte[] input = c.First, want = c.Second;
 
-                    var got = new MemoryStream();
-                    using (var filter = new UsageFilter(0))
-                    using (var m = new Meter(null))
+                var got = new MemoryStream();
+                using (var filter = new UsageFilter(0))
+                using (var m = new Meter(null))
+                {
+                    for (int at = 0; at < input.Length;)
                     {
-                        for (int at = 0; at < input.Length;)
-                        {
-                            int n = Math.Min(1 + rng.Next(64), input.Length - at);
-                            byte[] output = filter.Feed(input, at, n);
-                            got.Write(output, 0, output.Length);
-                            m.Feed(input, at, n);
-                            at += n;
-                        }
-                        byte[] rest = filter.Finish();
-                        got.Write(rest, 0, rest.Length);
-                        bool same = SameBytes(got.ToArray(), want);
-                        Check(same, string.Format("{0}: filtered stream differs ({1} bytes, want {2})", id,
-                                                  got.Length, want.Length));
-                        Check(filter.Removed() == wantRemoved, id + ": removed " + filter.Removed());
-                        Slice s;
-                        Check(Native.usagetap_usage_filter_feed(filter.Raw, input, (UIntPtr)1, out s) == Result.Finished,
-                              id + ": feed after finish");
-                        Record rec = m.Finish();
-                        Check(rec.Source == (uint)Source.Reported,
-                              id + ": the meter reads the usage the client does not see");
-                        if (same && rec.Source == (uint)Source.Reported) matched++;
+                        int n = Math.Min(1 + rng.Next(64), input.Length - at);
+                        byte[] output = filter.Feed(input, at, n);
+                        got.Write(output, 0, output.Length);
+                        m.Feed(input, at, n);
+                        at += n;
                     }
+                    byte[] rest = filter.Finish();
+                    got.Write(rest, 0, rest.Length);
+                    bool same = SameBytes(got.ToArray(), want);
+                    Check(same, string.Format("{0}: filtered stream differs ({1} bytes, want {2})", id,
+                                              got.Length, want.Length));
+                    Check(filter.Removed() == wantRemoved, id + ": removed " + filter.Removed());
+                    Slice s;
+                    Check(Native.usagetap_usage_filter_feed(filter.Raw, input, (UIntPtr)1, out s) == Result.Finished,
+                          id + ": feed after finish");
+                    Record rec = m.Finish();
+                    Check(rec.Source == (uint)Source.Reported,
+                          id + ": the meter reads the usage the client does not see");
+                    if (same && rec.Source == (uint)Source.Reported) matched++;
                 }
             }
             return matched;
