@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use pyo3::create_exception;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyMemoryView, PyString, PyTuple};
 
@@ -112,6 +112,34 @@ fn invalid_options(msg: String) -> PyErr {
     with_kind(InvalidOptionsError::new_err(msg), "invalid_options")
 }
 
+/// An integer option from Python, any size: below `min` is `InvalidOptionsError`, and so is
+/// above `max` unless `max` is `u64::MAX` (a larger limit is as good as none). A non-int is the
+/// conversion's `TypeError`, as for any argument of the wrong type.
+fn option_int(v: &Bound<'_, PyAny>, min: u64, max: u64, what: &str) -> PyResult<u64> {
+    let out_of_range = || {
+        let range = if max == u64::MAX {
+            format!("at least {min}")
+        } else {
+            format!("from {min} to {max}")
+        };
+        invalid_options(format!("{what} must be {range}, not {v}"))
+    };
+    let n = match v.extract::<u64>() {
+        Ok(n) => n,
+        Err(e) if e.is_instance_of::<PyOverflowError>(v.py()) => {
+            if v.lt(0)? || max < u64::MAX {
+                return Err(out_of_range());
+            }
+            u64::MAX
+        }
+        Err(e) => return Err(e),
+    };
+    if n < min || n > max {
+        return Err(out_of_range());
+    }
+    Ok(n)
+}
+
 /// Runs `f` with the interpreter detached, turning a panic into `InternalError`.
 fn run<T: Send>(py: Python<'_>, what: &str, f: impl FnOnce() -> T + Send) -> PyResult<T> {
     py.detach(|| catch_unwind(AssertUnwindSafe(f)))
@@ -203,8 +231,8 @@ fn options(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, Vec<u32>>>,
-    limits: Option<HashMap<String, u64>>,
+    image_sizes: Option<HashMap<String, Vec<Bound<'_, PyAny>>>>,
+    limits: Option<HashMap<String, Bound<'_, PyAny>>>,
 ) -> PyResult<MeterOptions> {
     let endpoint = match endpoint {
         None => None,
@@ -228,23 +256,30 @@ fn options(
             "max_image_base64" => &mut l.max_image_base64,
             _ => return Err(invalid_options(format!("unknown limit {name:?}"))),
         };
-        if v == 0 {
-            return Err(invalid_options(format!(
-                "limits[{name:?}] must be at least 1"
-            )));
-        }
+        let v = option_int(&v, 1, u64::MAX, &format!("limits[{name:?}]"))?;
         *slot = usize::try_from(v).unwrap_or(usize::MAX);
     }
     // Any two-item sequence: a tuple, or a list as `json.load` gives it.
     let mut sizes = HashMap::new();
     for (url, wh) in image_sizes.unwrap_or_default() {
-        let [width, height] = wh[..] else {
+        let [width, height] = &wh[..] else {
             return Err(invalid_options(format!(
                 "image_sizes[{url:?}] must be (width, height), got {} numbers",
                 wh.len()
             )));
         };
-        sizes.insert(url, usagetap::image::ImageSize::from((width, height)));
+        let what = format!("image_sizes[{url:?}]");
+        let max = u64::from(u32::MAX);
+        let (width, height) = (
+            option_int(width, 0, max, &what)?,
+            option_int(height, 0, max, &what)?,
+        );
+        // Both are at most `u32::MAX` by the check above.
+        let size = (
+            u32::try_from(width).unwrap_or(u32::MAX),
+            u32::try_from(height).unwrap_or(u32::MAX),
+        );
+        sizes.insert(url, usagetap::image::ImageSize::from(size));
     }
     Ok(MeterOptions {
         limits: l,
@@ -459,7 +494,9 @@ impl PyUsageRecord {
 struct State {
     /// `None` once finished (or after an internal error).
     meter: Option<usagetap::Meter>,
-    record: Option<Py<PyUsageRecord>>,
+    /// Set in the same critical section that drops the meter, so no thread sees a finished
+    /// meter without its record. In an `Arc` so a reader can take it detached.
+    record: Option<Arc<Py<PyUsageRecord>>>,
     broken: bool,
 }
 
@@ -484,13 +521,17 @@ fn finished_error() -> PyErr {
 }
 
 impl PyMeter {
+    /// `f` of the state, read detached: the lock is never waited for while attached.
+    fn peek<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&State) -> T + Send) -> T {
+        py.detach(|| f(&lock(&self.state)))
+    }
+
     /// Runs `f` on the open meter, detached; a panic breaks the meter for good.
     fn with_meter<T: Send>(
         &self,
         py: Python<'_>,
         what: &str,
         f: impl FnOnce(&mut usagetap::Meter) -> Result<T, usagetap::Error> + Send,
-        finish: bool,
     ) -> PyResult<T> {
         let out = py.detach(|| {
             let mut st = lock(&self.state);
@@ -501,12 +542,7 @@ impl PyMeter {
                 return Err(Some(Ok(())));
             };
             match catch_unwind(AssertUnwindSafe(|| f(meter))) {
-                Ok(r) => {
-                    if finish {
-                        st.meter = None;
-                    }
-                    r.map_err(|e| Some(Err(e)))
-                }
+                Ok(r) => r.map_err(|e| Some(Err(e))),
                 Err(_) => {
                     st.meter = None;
                     st.broken = true;
@@ -536,8 +572,8 @@ impl PyMeter {
         endpoint: Option<String>,
         reconcile: bool,
         deployments: Option<HashMap<String, String>>,
-        image_sizes: Option<HashMap<String, Vec<u32>>>,
-        limits: Option<HashMap<String, u64>>,
+        image_sizes: Option<HashMap<String, Vec<Bound<'_, PyAny>>>>,
+        limits: Option<HashMap<String, Bound<'_, PyAny>>>,
     ) -> PyResult<Self> {
         let opts = options(
             model,
@@ -575,27 +611,37 @@ impl PyMeter {
     fn feed(&self, py: Python<'_>, chunk: &Bound<'_, PyAny>) -> PyResult<()> {
         let chunk = input(chunk, "chunk", false, false)?;
         let bytes = chunk.as_slice();
-        self.with_meter(py, "Meter.feed", |m| m.feed(bytes), false)
+        self.with_meter(py, "Meter.feed", |m| m.feed(bytes))
     }
 
-    /// Ends the response and returns its record (counting happens here when needed).
+    /// Ends the response and returns its record (counting happens here when needed). A second
+    /// call raises `MeterFinishedError`.
     fn finish(&self, py: Python<'_>) -> PyResult<Py<PyUsageRecord>> {
-        let record = self.with_meter(py, "Meter.finish", |m| m.finish(), true)?;
-        let record = Py::new(py, PyUsageRecord::from(record))?;
-        lock(&self.state).record = Some(record.clone_ref(py));
-        Ok(record)
+        // The core meter refuses a second finish, so of two racing calls one gets the record
+        // and the other `MeterFinishedError`.
+        let record = self.with_meter(py, "Meter.finish", |m| m.finish())?;
+        let record = Arc::new(Py::new(py, PyUsageRecord::from(record))?);
+        let out = record.clone_ref(py);
+        py.detach(|| {
+            let mut st = lock(&self.state);
+            st.meter = None;
+            st.record = Some(record);
+        });
+        Ok(out)
     }
 
     /// The record once finished (also after a `with` block), else `None`.
     #[getter]
     fn record(&self, py: Python<'_>) -> Option<Py<PyUsageRecord>> {
-        lock(&self.state).record.as_ref().map(|r| r.clone_ref(py))
+        self.peek(py, |st| st.record.clone())
+            .map(|r| r.clone_ref(py))
     }
 
-    /// Whether `finish()` was called.
+    /// Whether `finish()` has returned the record (`False` for a meter broken by an internal
+    /// error, which has none).
     #[getter]
-    fn finished(&self) -> bool {
-        lock(&self.state).meter.is_none()
+    fn finished(&self, py: Python<'_>) -> bool {
+        self.peek(py, |st| st.record.is_some())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -612,21 +658,30 @@ impl PyMeter {
         _exc: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        if !self.finished() {
-            self.finish(py)?;
+        // Check and finish in one critical section (`finish` itself): the block, or another
+        // thread, may have finished it already. A broken meter has nothing to finish, and its
+        // `InternalError` was raised where it broke.
+        match self.finish(py) {
+            Ok(_) => Ok(false),
+            Err(e)
+                if e.is_instance_of::<MeterFinishedError>(py) || self.peek(py, |st| st.broken) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
-        Ok(false)
     }
 
-    fn __repr__(&self) -> String {
-        let st = lock(&self.state);
-        let state = if st.broken {
-            "broken"
-        } else if st.meter.is_some() {
-            "open"
-        } else {
-            "finished"
-        };
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let state = self.peek(py, |st| {
+            if st.broken {
+                "broken"
+            } else if st.record.is_some() {
+                "finished"
+            } else {
+                "open"
+            }
+        });
         format!("<usagetap.Meter {state}>")
     }
 }
@@ -648,8 +703,8 @@ fn py_meter(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, Vec<u32>>>,
-    limits: Option<HashMap<String, u64>>,
+    image_sizes: Option<HashMap<String, Vec<Bound<'_, PyAny>>>>,
+    limits: Option<HashMap<String, Bound<'_, PyAny>>>,
 ) -> PyResult<PyUsageRecord> {
     let opts = options(
         model,
@@ -781,8 +836,8 @@ fn py_meter_envelope(
     endpoint: Option<String>,
     reconcile: bool,
     deployments: Option<HashMap<String, String>>,
-    image_sizes: Option<HashMap<String, Vec<u32>>>,
-    limits: Option<HashMap<String, u64>>,
+    image_sizes: Option<HashMap<String, Vec<Bound<'_, PyAny>>>>,
+    limits: Option<HashMap<String, Bound<'_, PyAny>>>,
 ) -> PyResult<PyEnvelopeRecord> {
     let opts = options(
         model,
@@ -915,6 +970,11 @@ fn lock_filter(m: &Mutex<FilterState>) -> MutexGuard<'_, FilterState> {
 }
 
 impl PyUsageChunkFilter {
+    /// `f` of the state, read detached (as `Meter::peek`).
+    fn peek<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&FilterState) -> T + Send) -> T {
+        py.detach(|| f(&lock_filter(&self.state)))
+    }
+
     /// Runs one feed (`Some(piece)`) or the finish (`None`), detached; returns the bytes to send.
     fn step(&self, py: Python<'_>, what: &str, piece: Option<&[u8]>) -> PyResult<Vec<u8>> {
         let out = py.detach(|| {
@@ -998,29 +1058,28 @@ impl PyUsageChunkFilter {
 
     /// Usage chunks removed so far.
     #[getter]
-    fn removed(&self) -> u64 {
-        lock_filter(&self.state).filter.removed()
+    fn removed(&self, py: Python<'_>) -> u64 {
+        self.peek(py, |st| st.filter.removed())
     }
 
     /// Whether `finish()` was called.
     #[getter]
-    fn finished(&self) -> bool {
-        lock_filter(&self.state).finished
+    fn finished(&self, py: Python<'_>) -> bool {
+        self.peek(py, |st| st.finished)
     }
 
-    fn __repr__(&self) -> String {
-        let st = lock_filter(&self.state);
-        let state = if st.broken {
-            "broken"
-        } else if st.finished {
-            "finished"
-        } else {
-            "open"
-        };
-        format!(
-            "<usagetap.UsageChunkFilter {state} removed={}>",
-            st.filter.removed()
-        )
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let (state, removed) = self.peek(py, |st| {
+            let state = if st.broken {
+                "broken"
+            } else if st.finished {
+                "finished"
+            } else {
+                "open"
+            };
+            (state, st.filter.removed())
+        });
+        format!("<usagetap.UsageChunkFilter {state} removed={removed}>")
     }
 }
 

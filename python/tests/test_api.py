@@ -129,8 +129,14 @@ def test_limits_reach_the_core(stream: Record) -> None:
     assert m.record is not None and {"json_too_deep", "request_unparsed"} <= set(m.record.flags)
     with pytest.raises(usagetap.InvalidOptionsError, match="unknown limit"):
         usagetap.meter(None, body, limits={"max_lines": 1})
-    with pytest.raises(usagetap.InvalidOptionsError, match="at least 1"):
-        usagetap.meter(None, body, limits={"max_images": 0})
+    for bad in [0, -1, -(2**70)]:
+        with pytest.raises(usagetap.InvalidOptionsError, match="at least 1"):
+            usagetap.meter(None, body, limits={"max_images": bad})
+    # A limit past 64 bits is no limit at all, not an error.
+    huge = usagetap.meter(stream["request"], body, limits={"max_line_bytes": 2**70})
+    assert huge == usagetap.meter(stream["request"], body)
+    with pytest.raises(TypeError):
+        usagetap.meter(None, body, limits={"max_images": 1.5})
 
 
 def test_image_sizes_price_http_images() -> None:
@@ -154,8 +160,9 @@ def test_image_sizes_price_http_images() -> None:
     m.feed(body)
     assert m.finish() == sized
     assert usagetap.meter(request, body, image_sizes={url: [512, 512]}) == sized
-    with pytest.raises(OverflowError):
-        usagetap.meter(request, body, image_sizes={url: (-1, 5)})
+    for bad in [(-1, 5), (5, 2**32), (2**70, 5)]:
+        with pytest.raises(usagetap.InvalidOptionsError, match="from 0 to 4294967295"):
+            usagetap.meter(request, body, image_sizes={url: bad})
     with pytest.raises(usagetap.InvalidOptionsError, match="width, height"):
         usagetap.meter(request, body, image_sizes={url: [512]})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -83,3 +84,95 @@ def test_gil_is_released_during_heavy_work() -> None:
     assert span and span[0] > 0.05, span
     # Holding the GIL would stall this loop for the whole call.
     assert len(ticks) > 1000 and max(gaps) < 0.6 * span[0], (len(ticks), max(gaps), span[0])
+
+
+def _slow_finish_body() -> str:
+    """A JSON response without usage whose one answer takes a measurable while to count at
+    finish (at least 0.15 s, however fast the machine)."""
+    text = "The quick brown fox jumps over the lazy dog, again and again. " * 60000
+    usagetap.count_tokens("warm up the tables")
+    while True:
+        t0 = time.perf_counter()
+        usagetap.count_tokens(text)
+        if time.perf_counter() - t0 > 0.15 or len(text) > 1 << 30:
+            break
+        text += text
+    return json.dumps(
+        {
+            "object": "chat.completion",
+            "model": "gpt-4o",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        }
+    )
+
+
+def test_racing_finishes_give_one_record() -> None:
+    """Of many threads finishing one meter, one gets the record and the others
+    MeterFinishedError; `finished` is never true without the record, and `with` still exits
+    cleanly after a finish."""
+    body = 'data: {"id":"c","model":"gpt-4o","choices":[{"index":0,"delta":{"content":"word "}}]}\n\n' * 2000
+    for _ in range(5):
+        m = usagetap.Meter()
+        m.feed(body)
+        got: List[object] = []
+        seen_without_record: List[bool] = []
+
+        def finish() -> None:
+            try:
+                got.append(m.finish())
+            except usagetap.MeterFinishedError:
+                got.append(None)
+
+        def watch() -> None:
+            for _ in range(2000):
+                if m.finished:
+                    seen_without_record.append(m.record is None)
+
+        threads = [threading.Thread(target=finish) for _ in range(8)] + [threading.Thread(target=watch)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        records = [r for r in got if r is not None]
+        assert len(records) == 1 and len(got) == 8
+        assert m.finished and m.record is records[0]
+        assert not any(seen_without_record)
+        assert m.__exit__(None, None, None) is False
+
+
+def test_waiting_for_a_busy_meter_releases_the_gil() -> None:
+    """Reading `finished`, `record` or the repr while another thread's finish() counts waits
+    for the meter without holding the GIL, so other Python threads keep running."""
+    body = _slow_finish_body()
+    m = usagetap.Meter()
+    m.feed(body)
+    started, done = threading.Event(), threading.Event()
+    span: List[float] = []
+
+    def finish() -> None:
+        started.set()
+        t0 = time.perf_counter()
+        m.finish()
+        span.append(time.perf_counter() - t0)
+        done.set()
+
+    ticks: List[float] = []
+
+    def tick() -> None:
+        while not done.is_set():
+            ticks.append(time.perf_counter())
+
+    finisher, ticker = threading.Thread(target=finish), threading.Thread(target=tick)
+    finisher.start()
+    started.wait()
+    ticker.start()
+    while not done.is_set():
+        repr(m)
+        if m.finished:
+            assert m.record is not None
+    finisher.join()
+    ticker.join()
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    assert span and span[0] > 0.05, span
+    # A reader holding the GIL while it waits would stall the ticker for most of the finish.
+    assert len(ticks) > 100 and max(gaps) < 0.6 * span[0], (len(ticks), max(gaps), span[0])
