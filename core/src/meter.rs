@@ -84,7 +84,9 @@ impl Meter {
     ///
     /// # Errors
     /// [`ErrorKind::Finished`] after `finish`; [`ErrorKind::InvalidJson`] or
-    /// [`ErrorKind::InvalidRequest`] when the body cannot be read.
+    /// [`ErrorKind::InvalidRequest`] when the body cannot be read; [`ErrorKind::LimitExceeded`]
+    /// when it is over `max_body_bytes` or nested deeper than `max_json_depth`. In each of the
+    /// last three cases the meter stays usable and the record carries `request_unparsed`.
     pub fn request(&mut self, body: &[u8]) -> Result<()> {
         self.check_open()?;
         self.request = None;

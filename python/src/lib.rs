@@ -501,7 +501,9 @@ struct State {
 }
 
 /// Meters one exchange whose response arrives in pieces. Safe to share between threads (calls
-/// are serialized), though one meter usually belongs to one stream.
+/// are serialized), though one meter usually belongs to one stream. An internal error (a
+/// caught panic, raised as `InternalError`) breaks the meter for good: every later call raises
+/// it again, `finished` stays false and `record` `None`.
 #[pyclass(frozen, module = "usagetap._usagetap", name = "Meter")]
 struct PyMeter {
     state: Mutex<State>,
@@ -823,7 +825,9 @@ fn secret_bytes(secret: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
 
 /// Meters one APIM `log-to-eventhub` envelope (`eventTime`, `apiOperation`,
 /// `appSubscriptionKey`, `request`, `response`; bodies as JSON strings or objects). A cut
-/// envelope (APIM truncates messages over 200 KB) gives a record flagged `truncated`.
+/// envelope (APIM truncates messages over 200 KB) gives a record flagged `truncated`. Raises
+/// `InvalidJsonError` for bytes that do not start with a JSON object and `InvalidOptionsError`
+/// for an empty `secret`.
 #[pyfunction]
 #[pyo3(name = "meter_envelope", signature = (envelope, *, secret, model=None, deployment=None, endpoint=None, reconcile=false, deployments=None, image_sizes=None, limits=None))]
 #[allow(clippy::too_many_arguments)]
@@ -865,7 +869,8 @@ fn py_meter_envelope(
 }
 
 /// The consumer id of a subscription key: HMAC-SHA256 keyed with `secret`, first 128 bits in
-/// hex (the same id `meter_envelope` and the other faces give).
+/// hex (the same id `meter_envelope` and the other faces give). An empty `secret` raises
+/// `InvalidOptionsError`.
 #[pyfunction]
 #[pyo3(name = "consumer_id", signature = (key, *, secret))]
 fn py_consumer_id(

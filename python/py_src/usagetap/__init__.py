@@ -24,11 +24,13 @@ that did not ask (the meter still reads the original stream)::
     rw = usagetap.ensure_include_usage(request_body)
     send_upstream(rw.body)
     f = usagetap.UsageChunkFilter() if rw.changed else None
-    for chunk in upstream_chunks:
-        meter.feed(chunk)
-        send_to_client(f.feed(chunk) if f else chunk)
+    with usagetap.Meter(rw.body) as m:
+        for chunk in upstream_chunks:
+            m.feed(chunk)
+            send_to_client(f.feed(chunk) if f else chunk)
     if f:
         send_to_client(f.finish())
+    record = m.record
 
 Every function releases the GIL while it works and is safe to call from many threads.
 """

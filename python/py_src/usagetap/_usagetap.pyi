@@ -2,7 +2,7 @@
 
 import sys
 from types import TracebackType
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union, final
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, Union, final
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -105,7 +105,9 @@ class UsageRecord:
 
 @final
 class Meter:
-    """Meters one exchange whose response arrives in pieces."""
+    """Meters one exchange whose response arrives in pieces. An internal error (a caught Rust
+    panic, raised as ``InternalError``) breaks the meter for good: every later call raises it
+    again, ``finished`` stays false and ``record`` None."""
 
     def __new__(
         cls,
@@ -147,6 +149,7 @@ class EnvelopeRecord:
     def api_operation(self) -> Optional[str]: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 @final
 class RewriteResult:
@@ -160,6 +163,7 @@ class RewriteResult:
     def client_asked(self) -> bool: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __ne__(self, other: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
 
 def ensure_include_usage(body: _RequestBody) -> RewriteResult: ...
 
