@@ -54,9 +54,9 @@ def test_one_meter_shared_by_threads_serializes_feeds() -> None:
     assert rec.completion_tokens == usagetap.meter(None, "".join(lines)).completion_tokens
 
 
-def test_gil_is_released_during_heavy_work() -> None:
-    # Long enough that one count takes a measurable while, however fast the machine and the
-    # engine: double the text until a count takes 0.15 s.
+def _text_slow_to_count() -> str:
+    """Text long enough that one count takes a measurable while, however fast the machine and
+    the engine: doubled until a count takes 0.15 s."""
     text = "The quick brown fox jumps over the lazy dog, again and again. " * 60000  # ~3.7 MB
     usagetap.count_tokens("warm up the tables")
     while True:
@@ -65,6 +65,11 @@ def test_gil_is_released_during_heavy_work() -> None:
         if time.perf_counter() - t0 > 0.15 or len(text) > 1 << 30:
             break
         text += text
+    return text
+
+
+def test_gil_is_released_during_heavy_work() -> None:
+    text = _text_slow_to_count()
     done = threading.Event()
     span: List[float] = []
 
@@ -88,15 +93,8 @@ def test_gil_is_released_during_heavy_work() -> None:
 
 def _slow_finish_body() -> str:
     """A JSON response without usage whose one answer takes a measurable while to count at
-    finish (at least 0.15 s, however fast the machine)."""
-    text = "The quick brown fox jumps over the lazy dog, again and again. " * 60000
-    usagetap.count_tokens("warm up the tables")
-    while True:
-        t0 = time.perf_counter()
-        usagetap.count_tokens(text)
-        if time.perf_counter() - t0 > 0.15 or len(text) > 1 << 30:
-            break
-        text += text
+    finish."""
+    text = _text_slow_to_count()
     return json.dumps(
         {
             "object": "chat.completion",
