@@ -509,10 +509,16 @@ struct PyMeter {
     state: Mutex<State>,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic is caught inside the critical section, so poisoning carries no broken invariant
-    // that `broken` does not already record.
+/// Locks the state of a `Meter` or `UsageChunkFilter`. A panic is caught inside the critical
+/// section, so poisoning carries no broken invariant that `broken` does not already record.
+fn lock<S>(m: &Mutex<S>) -> MutexGuard<'_, S> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `f` of a handle's state, read detached: the lock is never waited for while attached, so a
+/// reader never holds the GIL that another thread's call needs to return.
+fn peek<S: Send, T: Send>(py: Python<'_>, m: &Mutex<S>, f: impl FnOnce(&S) -> T + Send) -> T {
+    py.detach(|| f(&lock(m)))
 }
 
 fn finished_error() -> PyErr {
@@ -523,11 +529,6 @@ fn finished_error() -> PyErr {
 }
 
 impl PyMeter {
-    /// `f` of the state, read detached: the lock is never waited for while attached.
-    fn peek<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&State) -> T + Send) -> T {
-        py.detach(|| f(&lock(&self.state)))
-    }
-
     /// Runs `f` on the open meter, detached; a panic breaks the meter for good.
     fn with_meter<T: Send>(
         &self,
@@ -635,15 +636,14 @@ impl PyMeter {
     /// The record once finished (also after a `with` block), else `None`.
     #[getter]
     fn record(&self, py: Python<'_>) -> Option<Py<PyUsageRecord>> {
-        self.peek(py, |st| st.record.clone())
-            .map(|r| r.clone_ref(py))
+        peek(py, &self.state, |st| st.record.clone()).map(|r| r.clone_ref(py))
     }
 
     /// Whether `finish()` has returned the record (`False` for a meter broken by an internal
     /// error, which has none).
     #[getter]
     fn finished(&self, py: Python<'_>) -> bool {
-        self.peek(py, |st| st.record.is_some())
+        peek(py, &self.state, |st| st.record.is_some())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -666,7 +666,8 @@ impl PyMeter {
         match self.finish(py) {
             Ok(_) => Ok(false),
             Err(e)
-                if e.is_instance_of::<MeterFinishedError>(py) || self.peek(py, |st| st.broken) =>
+                if e.is_instance_of::<MeterFinishedError>(py)
+                    || peek(py, &self.state, |st| st.broken) =>
             {
                 Ok(false)
             }
@@ -675,7 +676,7 @@ impl PyMeter {
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let state = self.peek(py, |st| {
+        let state = peek(py, &self.state, |st| {
             if st.broken {
                 "broken"
             } else if st.record.is_some() {
@@ -969,21 +970,11 @@ struct PyUsageChunkFilter {
     state: Mutex<FilterState>,
 }
 
-fn lock_filter(m: &Mutex<FilterState>) -> MutexGuard<'_, FilterState> {
-    // As for `Meter`: a panic is caught inside the critical section and recorded in `broken`.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl PyUsageChunkFilter {
-    /// `f` of the state, read detached (as `Meter::peek`).
-    fn peek<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&FilterState) -> T + Send) -> T {
-        py.detach(|| f(&lock_filter(&self.state)))
-    }
-
     /// Runs one feed (`Some(piece)`) or the finish (`None`), detached; returns the bytes to send.
     fn step(&self, py: Python<'_>, what: &str, piece: Option<&[u8]>) -> PyResult<Vec<u8>> {
         let out = py.detach(|| {
-            let mut st = lock_filter(&self.state);
+            let mut st = lock(&self.state);
             if st.broken {
                 return Err(true);
             }
@@ -1064,17 +1055,17 @@ impl PyUsageChunkFilter {
     /// Usage chunks removed so far.
     #[getter]
     fn removed(&self, py: Python<'_>) -> u64 {
-        self.peek(py, |st| st.filter.removed())
+        peek(py, &self.state, |st| st.filter.removed())
     }
 
     /// Whether `finish()` was called.
     #[getter]
     fn finished(&self, py: Python<'_>) -> bool {
-        self.peek(py, |st| st.finished)
+        peek(py, &self.state, |st| st.finished)
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
-        let (state, removed) = self.peek(py, |st| {
+        let (state, removed) = peek(py, &self.state, |st| {
             let state = if st.broken {
                 "broken"
             } else if st.finished {
