@@ -58,6 +58,15 @@ namespace Usagetap
             if (data != IntPtr.Zero && n > 0) Marshal.Copy(data, bytes, 0, n);
             return bytes;
         }
+
+        // data[offset..offset+count) at the start of `buffer`, grown when too small and reused
+        // between calls: P/Invoke passes whole arrays, and a feed takes a piece of one.
+        public static byte[] Piece(ref byte[] buffer, byte[] data, int offset, int count)
+        {
+            if (buffer.Length < count) buffer = new byte[count];
+            Buffer.BlockCopy(data, offset, buffer, 0, count);
+            return buffer;
+        }
     }
 
     [StructLayout(LayoutKind.Sequential)]
@@ -238,10 +247,10 @@ namespace Usagetap
         byte[] piece = new byte[64];
         public byte[] Feed(byte[] data, int offset, int count)
         {
-            if (piece.Length < count) piece = new byte[count];
-            Buffer.BlockCopy(data, offset, piece, 0, count);
             Slice output;
-            return Check(Native.usagetap_usage_filter_feed(handle, piece, (UIntPtr)count, out output), output);
+            var r = Native.usagetap_usage_filter_feed(handle, Mem.Piece(ref piece, data, offset, count), (UIntPtr)count,
+                                                      out output);
+            return Check(r, output);
         }
 
         // Ends the stream: the bytes the filter still held.
@@ -323,13 +332,11 @@ namespace Usagetap
 
         public Result Request(byte[] body) { return Check(Native.usagetap_meter_request(handle, body, (UIntPtr)body.Length)); }
 
-        // Feeds data[offset..offset+count) through a reused buffer (P/Invoke passes whole arrays).
+        // Feeds data[offset..offset+count).
         byte[] piece = new byte[64];
         public void Feed(byte[] data, int offset, int count)
         {
-            if (piece.Length < count) piece = new byte[count];
-            Buffer.BlockCopy(data, offset, piece, 0, count);
-            Check(Native.usagetap_meter_feed(handle, piece, (UIntPtr)count));
+            Check(Native.usagetap_meter_feed(handle, Mem.Piece(ref piece, data, offset, count), (UIntPtr)count));
         }
 
         public Record Finish()
